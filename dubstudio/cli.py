@@ -1,0 +1,69 @@
+"""`dubstudio` command line: a thin dispatcher over the sub-command modules in `commandline/`.
+
+Each sub-command module exposes ``register(subparsers)`` and keeps its heavy imports (torch, Qt,
+training code) inside the function that runs the command, so `dubstudio --help` stays instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from dubstudio import __version__
+from dubstudio.core.errors import DubStudioError
+
+# Sub-command modules, in the order their commands appear in --help.
+COMMAND_MODULES = (
+    "dubstudio.commandline.project",  # info, new
+    "dubstudio.commandline.editor",  # edit (also the default with no arguments)
+    "dubstudio.commandline.render",  # render
+    "dubstudio.commandline.models",  # models list | verify | fetch
+    "dubstudio.commandline.train",  # train ..., eval
+    "dubstudio.commandline.bench",  # bench
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser with every sub-command registered."""
+    parser = argparse.ArgumentParser(
+        prog="dubstudio",
+        description="DubStudio: dub a video line by line with speech that fits the picture.",
+    )
+    parser.add_argument("--version", action="version", version=f"dubstudio {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module_name in COMMAND_MODULES:
+        importlib.import_module(module_name).register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `dubstudio` script; returns the process exit status."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    # `dubstudio` alone opens the editor on the demo; `dubstudio PROJECT.dubproj` opens a project.
+    if not args_list or (
+        args_list[0] not in parser._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+        and not args_list[0].startswith("-")
+    ):
+        args_list = ["edit", *args_list]
+    args = parser.parse_args(args_list)
+    logging.basicConfig(
+        level=logging.WARNING - 10 * min(args.verbose, 2),
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args.func(args) or 0)
+    except DubStudioError as exc:
+        print(f"dubstudio: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("dubstudio: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Sub-commands of the `dubstudio` command line (one module per area)."""

@@ -1,0 +1,43 @@
+"""DubStudio's error hierarchy: every message says what went wrong and what to do about it."""
+
+from __future__ import annotations
+
+
+class DubStudioError(Exception):
+    """Base class of every error DubStudio reports to a person."""
+
+
+class ValidationError(DubStudioError):
+    """A value a person entered or a file contained is out of range or malformed."""
+
+
+class SubtitleError(DubStudioError):
+    """A subtitle file cannot be read (or, in strict mode, contains a broken cue)."""
+
+
+class ProjectFileError(DubStudioError):
+    """A project file cannot be read, validated, migrated or written."""
+
+
+class ModelLoadError(DubStudioError):
+    """A model bundle or weight file is missing or unreadable."""
+
+
+class CheckpointMismatchError(ModelLoadError):
+    """A checkpoint's keys or shapes differ from what the model expects (names them)."""
+
+
+class RenderError(DubStudioError):
+    """Synthesis of a line failed."""
+
+
+class RenderCancelled(DubStudioError):
+    """A render was stopped on request (``should_stop`` returned True)."""
+
+
+class AudioDeviceError(DubStudioError):
+    """No usable audio output device."""
+
+
+class ExportError(DubStudioError):
+    """An export could not be written."""

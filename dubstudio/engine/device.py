@@ -1,0 +1,53 @@
+"""The one place where the engine picks its device and numeric precision."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+
+import torch
+
+log = logging.getLogger(__name__)
+
+
+def select_device(preference: str | None = None) -> torch.device:
+    """Pick a torch device.
+
+    Args:
+        preference: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"`` or None/``"auto"`` (CUDA, then
+            Apple MPS, then CPU).
+
+    Raises:
+        ValueError: The requested device is not available on this machine.
+    """
+    if preference in (None, "", "auto"):
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    device = torch.device(preference)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("CUDA was requested but no CUDA GPU is available; use --device cpu.")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError("MPS was requested but is not available; use --device cpu.")
+    return device
+
+
+def autocast_dtype(device: torch.device) -> torch.dtype | None:
+    """Mixed-precision dtype for ``device``: bf16/fp16 on CUDA, none on CPU and MPS."""
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return None
+
+
+@contextlib.contextmanager
+def autocast_context(device: torch.device, enabled: bool = True) -> Iterator[None]:
+    """Autocast for model forward passes where it helps (CUDA); a no-op elsewhere."""
+    dtype = autocast_dtype(device)
+    if enabled and dtype is not None:
+        with torch.autocast(device_type=device.type, dtype=dtype):
+            yield
+    else:
+        yield

@@ -1,0 +1,1 @@
+"""DubStudio training layer."""
