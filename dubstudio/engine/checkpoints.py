@@ -1,4 +1,4 @@
-"""The one module that reads weight files: safetensors or torch.load(weights_only=True), strict keys.
+"""The one module that reads weight files: safetensors or torch.load(weights_only=True).
 
 Every loader in the engine goes through `read_state_dict` and `load_strict`, so a checkpoint can
 never execute pickled code and a renamed or missing key is always reported by name.
@@ -55,7 +55,7 @@ def read_state_dict(path: str | Path, *, container: str | None = None) -> dict[s
             obj: object = load_file(str(path), device="cpu")
         else:
             obj = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any decoder error means the same thing to a user
+    except Exception as exc:  # any decoder error means the same thing to a user
         raise ModelLoadError(
             f"Could not read weights from {path}: {exc}. The file may be truncated or not a "
             "checkpoint; download it again."
