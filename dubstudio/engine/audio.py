@@ -1,0 +1,217 @@
+"""Audio front-end: file loading, resampling, the S2M/vocoder log-mel and the Kaldi fbank.
+
+Dimension legend: N samples, B batch, M mel bands, F mel frames (N // hop), T fbank frames (100 Hz).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from dubstudio.core.errors import ValidationError
+
+log = logging.getLogger(__name__)
+
+
+class AudioFileError(ValidationError):
+    """An audio file is missing, unreadable, empty or its trim range is invalid."""
+
+
+def load_audio(
+    path: str | Path,
+    sample_rate: int,
+    *,
+    trim: tuple[float, float | None] | None = None,
+    max_seconds: float | None = None,
+) -> torch.Tensor:
+    """Read any soundfile-supported file as mono float32 at ``sample_rate``.
+
+    Args:
+        path: WAV, FLAC, OGG/Vorbis, MP3 (libsndfile ≥ 1.1) ...
+        sample_rate: Output rate in Hz.
+        trim: (start_s, end_s) to keep, in seconds of the file; end None means to the end.
+        max_seconds: Keep at most this many seconds (after trimming).
+
+    Returns:
+        (N,) float32 waveform, channels averaged.
+
+    Raises:
+        AudioFileError: The file is missing, cannot be decoded, or the range is empty.
+    """
+    import soundfile as sf
+
+    path = Path(path)
+    if not path.is_file():
+        raise AudioFileError(f"Audio file not found: {path}.")
+    try:
+        with sf.SoundFile(str(path)) as f:
+            sr = f.samplerate
+            start = 0
+            stop = f.frames
+            if trim is not None:
+                start_s, end_s = trim
+                if start_s < 0 or (end_s is not None and end_s <= start_s):
+                    raise AudioFileError(
+                        f"Invalid trim range {trim} for {path.name}: the end must come after the "
+                        "start and the start must not be negative."
+                    )
+                start = min(round(start_s * sr), f.frames)
+                if end_s is not None:
+                    stop = min(round(end_s * sr), f.frames)
+            if max_seconds is not None:
+                stop = min(stop, start + round(max_seconds * sr))
+            f.seek(start)
+            data = f.read(max(stop - start, 0), dtype="float32", always_2d=True)
+    except AudioFileError:
+        raise
+    except Exception as exc:  # libsndfile reports every decode failure as a RuntimeError-ish
+        raise AudioFileError(
+            f"Cannot read audio file {path.name}: {exc}. Convert it to WAV or FLAC and try again."
+        ) from exc
+    if data.shape[0] == 0:
+        raise AudioFileError(f"{path.name} has no audio in the requested range.")
+    wave = torch.from_numpy(data).mean(dim=1)  # (N, channels) -> (N,)
+    return resample(wave, sr, sample_rate)
+
+
+def resample(wave: torch.Tensor, orig_sr: int, new_sr: int) -> torch.Tensor:
+    """Band-limited resampling (torchaudio's sinc interpolation) along the last axis.
+
+    Args:
+        wave: (..., N) waveform.
+        orig_sr: Its rate.
+        new_sr: The wanted rate.
+
+    Returns:
+        (..., ceil(N·new/orig)) waveform; the input itself when the rates are equal.
+    """
+    if int(orig_sr) == int(new_sr):
+        return wave
+    import torchaudio
+
+    return torchaudio.functional.resample(wave, int(orig_sr), int(new_sr))
+
+
+@dataclass(frozen=True)
+class MelConfig:
+    """Log-mel convention shared by S2M targets and the vocoder input.
+
+    Attributes:
+        sample_rate: Hz (22050 for IndexTTS-2 and HiFi-GAN universal).
+        n_fft: FFT size.
+        hop: Hop length in samples (frames = N // hop).
+        win: Hann window length.
+        n_mels: Mel bands.
+        fmin: Lowest filter frequency (Hz).
+        fmax: Highest filter frequency (Hz); None means Nyquist.
+    """
+
+    sample_rate: int = 22050
+    n_fft: int = 1024
+    hop: int = 256
+    win: int = 1024
+    n_mels: int = 80
+    fmin: float = 0.0
+    fmax: float | None = None
+
+    @classmethod
+    def indextts2(cls) -> MelConfig:
+        """IndexTTS-2 / BigVGAN v2 22 kHz 80-band: fmax None (Nyquist)."""
+        return cls()
+
+    @classmethod
+    def hifigan_universal(cls) -> MelConfig:
+        """HiFi-GAN V1 universal generator: fmax 8000 Hz."""
+        return cls(fmax=8000.0)
+
+    @property
+    def frame_rate(self) -> float:
+        """Mel frames per second."""
+        return self.sample_rate / self.hop
+
+
+@lru_cache(maxsize=16)
+def _mel_basis(cfg: MelConfig) -> torch.Tensor:
+    """Slaney-normalised slaney-scale mel filters (as librosa.filters.mel gives): (M, K)."""
+    import torchaudio
+
+    fb = torchaudio.functional.melscale_fbanks(
+        n_freqs=cfg.n_fft // 2 + 1,
+        f_min=float(cfg.fmin),
+        f_max=float(cfg.fmax if cfg.fmax is not None else cfg.sample_rate / 2),
+        n_mels=cfg.n_mels,
+        sample_rate=cfg.sample_rate,
+        norm="slaney",
+        mel_scale="slaney",
+    )
+    return fb.T.contiguous()  # (K, M) -> (M, K)
+
+
+@lru_cache(maxsize=8)
+def _hann(win: int) -> torch.Tensor:
+    return torch.hann_window(win)
+
+
+def mel_spectrogram(wave: torch.Tensor, cfg: MelConfig) -> torch.Tensor:
+    """Natural-log mel magnitude spectrogram in the IndexTTS-2 / HiFi-GAN convention.
+
+    Reflect-pads (n_fft − hop)/2 on both sides, STFT without centring (periodic Hann),
+    magnitude sqrt(re² + im² + 1e-9), slaney mel filters, log(clamp(x, 1e-5)).
+
+    Args:
+        wave: (B, N) or (N,) waveform in [-1, 1] at ``cfg.sample_rate``.
+        cfg: The convention.
+
+    Returns:
+        (B, M, N // hop) log-mel ((M, F) for 1-D input).
+    """
+    squeeze = wave.dim() == 1
+    x = wave[None] if squeeze else wave
+    pad = (cfg.n_fft - cfg.hop) // 2
+    if x.shape[-1] <= pad:
+        raise ValueError(f"Audio too short for a mel spectrogram ({x.shape[-1]} samples)")
+    x = F.pad(x[:, None, :].float(), (pad, pad), mode="reflect")[:, 0]
+    spec = torch.stft(
+        x,
+        cfg.n_fft,
+        hop_length=cfg.hop,
+        win_length=cfg.win,
+        window=_hann(cfg.win).to(x.device),
+        center=False,
+        normalized=False,
+        onesided=True,
+        return_complex=True,
+    )
+    mag = torch.sqrt(spec.real.pow(2) + spec.imag.pow(2) + 1e-9)  # (B, K, F)
+    mel = torch.matmul(_mel_basis(cfg).to(x.device), mag)
+    out = torch.log(torch.clamp(mel, min=1e-5))
+    return out[0] if squeeze else out
+
+
+def kaldi_fbank(wave16k: torch.Tensor) -> torch.Tensor:
+    """Mean-normalised 80-bin Kaldi fbank for the CAMPPlus speaker-style encoder.
+
+    Kaldi defaults (25 ms / 10 ms, povey window, pre-emphasis 0.97, snip edges, log energies) with
+    dither 0; the waveform stays in [-1, 1] (no ×32768). The per-utterance mean over time is
+    subtracted.
+
+    Args:
+        wave16k: (N,) or (1, N) waveform at 16 kHz.
+
+    Returns:
+        (T, 80) features, T = 1 + (N − 400) // 160.
+    """
+    import torchaudio
+
+    x = wave16k.reshape(1, -1).float()
+    if x.shape[-1] < 400:
+        raise ValueError("Audio too short for a speaker-style fbank (needs at least 25 ms).")
+    feats = torchaudio.compliance.kaldi.fbank(
+        x, num_mel_bins=80, dither=0.0, sample_frequency=16000
+    )
+    return feats - feats.mean(dim=0, keepdim=True)

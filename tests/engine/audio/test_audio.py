@@ -1,0 +1,98 @@
+"""Audio front-end: loading real files, resampling, the log-mel convention against librosa."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from dubstudio.core.errors import ValidationError
+from dubstudio.engine.audio import (
+    AudioFileError,
+    MelConfig,
+    kaldi_fbank,
+    load_audio,
+    mel_spectrogram,
+    resample,
+)
+
+
+def _tone(sr: int, seconds: float, freq: float = 440.0) -> np.ndarray:
+    t = np.arange(int(sr * seconds)) / sr
+    return (0.5 * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+def test_stereo_flac_is_mixed_down_and_resampled(tmp_path: Path) -> None:
+    left, right = _tone(44100, 1.0), np.zeros(44100, np.float32)
+    path = tmp_path / "s.flac"
+    sf.write(path, np.stack([left, right], axis=1), 44100)
+    wave = load_audio(path, 22050)
+    assert wave.shape == (22050,) and wave.dtype == torch.float32
+    assert abs(wave.abs().max().item() - 0.25) < 0.01  # mean of the channels
+
+
+def test_trim_and_max_seconds(tmp_path: Path) -> None:
+    path = tmp_path / "a.wav"
+    sf.write(path, _tone(16000, 3.0), 16000)
+    assert load_audio(path, 16000, trim=(0.5, 2.0)).shape == (24000,)
+    assert load_audio(path, 16000, trim=(1.0, None), max_seconds=0.25).shape == (4000,)
+    with pytest.raises(AudioFileError, match="Invalid trim"):
+        load_audio(path, 16000, trim=(2.0, 1.0))
+    with pytest.raises(AudioFileError, match="no audio"):
+        load_audio(path, 16000, trim=(5.0, 6.0))
+
+
+def test_unreadable_and_missing_files_raise_user_errors(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"this is not audio")
+    with pytest.raises(ValidationError, match=r"Cannot read audio file bad\.wav"):
+        load_audio(bad, 22050)
+    with pytest.raises(AudioFileError, match="not found"):
+        load_audio(tmp_path / "nope.wav", 22050)
+
+
+def test_resample_length_and_identity() -> None:
+    x = torch.from_numpy(_tone(48000, 0.5))
+    assert resample(x, 48000, 48000) is x
+    assert resample(x, 48000, 16000).shape == (8000,)
+
+
+@pytest.mark.parametrize("cfg", [MelConfig.indextts2(), MelConfig.hifigan_universal()])
+def test_mel_matches_librosa_reference(cfg: MelConfig) -> None:
+    import librosa
+
+    rng = np.random.default_rng(0)
+    wave = (0.3 * rng.standard_normal(22050)).astype(np.float32)
+    ours = mel_spectrogram(torch.from_numpy(wave)[None], cfg)[0].numpy()
+    # Independent reference: librosa filters and STFT with the same padding convention.
+    pad = (cfg.n_fft - cfg.hop) // 2
+    padded = np.pad(wave, (pad, pad), mode="reflect")
+    stft = librosa.stft(
+        padded, n_fft=cfg.n_fft, hop_length=cfg.hop, win_length=cfg.win, window="hann", center=False
+    )
+    mag = np.sqrt(np.abs(stft) ** 2 + 1e-9)
+    basis = librosa.filters.mel(
+        sr=cfg.sample_rate, n_fft=cfg.n_fft, n_mels=cfg.n_mels, fmin=cfg.fmin, fmax=cfg.fmax
+    )
+    ref = np.log(np.clip(basis @ mag, 1e-5, None))
+    assert ours.shape == ref.shape == (80, 22050 // 256)
+    np.testing.assert_allclose(ours, ref, atol=2e-3)
+
+
+def test_mel_frame_count_is_floor_of_samples_over_hop() -> None:
+    cfg = MelConfig.indextts2()
+    for n in (1000, 25600, 25855):
+        assert mel_spectrogram(torch.zeros(2, n), cfg).shape == (2, 80, n // 256)
+
+
+def test_kaldi_fbank_is_mean_normalised() -> None:
+    # a tone that switches on half-way, so frames differ
+    wave = torch.from_numpy(_tone(16000, 1.0, 300.0)) * (torch.arange(16000) > 8000)
+    wave = wave + 1e-3 * torch.randn(16000, generator=torch.Generator().manual_seed(0))
+    feats = kaldi_fbank(wave)
+    assert feats.shape == (1 + (16000 - 400) // 160, 80)
+    assert feats.mean(dim=0).abs().max() < 1e-4
+    assert feats.std() > 0.1
