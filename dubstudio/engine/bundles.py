@@ -572,3 +572,213 @@ def _verify_by_building(bundle: ModelBundle, report: VerifyReport) -> None:
         report.checked.append("keys ok: every component loaded strictly")
     except (CheckpointMismatchError, ModelLoadError) as exc:
         report.problems.append(str(exc))
+
+
+# --------------------------------------------------------------------------------------------
+# Tiny bundles for tests: the real T2S and S2M classes at a few thousand parameters, plus a
+# character front-end, a frame tokenizer and a transposed-convolution vocoder just big enough to
+# exercise every shape and length rule of the pipeline. They are random: they make noise, not
+# speech. Bundles written by `create_tiny_bundle` carry ``config.builder = "tiny"``.
+
+TINY_FILES = (
+    "t2s.safetensors",
+    "s2m.safetensors",
+    "reference.safetensors",
+    "vocoder.safetensors",
+    "emotion.safetensors",
+)
+
+
+def _tiny_modules(config: Mapping[str, Any]) -> dict[str, Any]:
+    """Random-initialised modules of a tiny bundle config (names match its weight files)."""
+    import torch
+    from torch import nn
+
+    from dubstudio.engine.s2m import S2MConfig, S2MModel
+    from dubstudio.engine.t2s.config import T2SConfig
+    from dubstudio.engine.t2s.model import UnifiedVoice
+
+    t2s_cfg = T2SConfig.tiny(cond_input_dim=int(config["n_mels"]))
+    s2m_cfg = S2MConfig.from_dict(dict(config["s2m"]))
+    codes = t2s_cfg.start_mel_token  # semantic vocabulary without start/stop
+
+    class TinyReference(nn.Module):
+        """Frame tokenizer (mel frame -> code), code embedding and style projection."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.tokenizer = nn.Linear(int(config["n_mels"]), codes)
+            self.embedding = nn.Embedding(codes, s2m_cfg.content_dim)
+            self.style = nn.Linear(int(config["n_mels"]), s2m_cfg.style_dim)
+
+    class TinyVocoder(nn.Module):
+        """Transposed convolutions 8·8·4 = 256x: exactly ``hop`` samples per mel frame."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv_pre = nn.Conv1d(int(config["n_mels"]), 16, 7, padding=3)
+            self.ups = nn.ModuleList(
+                nn.ConvTranspose1d(c_in, c_out, 2 * s, stride=s, padding=s // 2)
+                for c_in, c_out, s in ((16, 8, 8), (8, 8, 8), (8, 4, 4))
+            )
+            self.conv_post = nn.Conv1d(4, 1, 7, padding=3)
+
+        def forward(self, mel: torch.Tensor) -> torch.Tensor:
+            x = self.conv_pre(mel)
+            for up in self.ups:
+                x = up(torch.nn.functional.leaky_relu(x, 0.1))
+            return torch.tanh(self.conv_post(x))[:, 0]  # (B, 1, N) -> (B, N)
+
+    emotion = nn.ParameterDict(
+        {
+            "spk_matrix": nn.Parameter(torch.randn(sum(config["emo_num"]), s2m_cfg.style_dim)),
+            "emo_matrix": nn.Parameter(
+                0.1 * torch.randn(sum(config["emo_num"]), t2s_cfg.model_dim)
+            ),
+        }
+    )
+    return {
+        "t2s": UnifiedVoice(t2s_cfg),
+        "s2m": S2MModel(s2m_cfg),
+        "reference": TinyReference(),
+        "vocoder": TinyVocoder(),
+        "emotion": emotion,
+    }
+
+
+def create_tiny_bundle(root: str | Path, seed: int = 0, *, name: str = "tiny") -> Path:
+    """Write a tiny random bundle of the real classes (for tests and benchmarks).
+
+    Args:
+        root: Directory to create (or fill).
+        seed: Seed of the random weights; the same seed writes identical files.
+        name: Bundle name.
+
+    Returns:
+        ``root``.
+    """
+    import torch
+    from safetensors.torch import save_file
+
+    from dubstudio.engine.s2m import S2MConfig
+
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    config: dict[str, Any] = {
+        "builder": "tiny",
+        "n_mels": 80,
+        "emo_num": [1, 2, 1, 1, 1, 1, 1, 2],
+        "s2m": S2MConfig.tiny(style_dim=16, gpt_dim=32).to_dict(),
+    }
+    torch.manual_seed(seed)
+    modules = _tiny_modules(config)
+    for key, module in modules.items():
+        state = {k: v.detach().contiguous() for k, v in module.state_dict().items()}
+        save_file(state, str(root / f"{key}.safetensors"))
+    write_bundle_manifest(
+        root,
+        name=name,
+        config=config,
+        token_rate=50,
+        mel=MelSpec(fmax=8000.0),
+        vocoder="tiny",
+        cfm_steps=4,
+        files=TINY_FILES,
+    )
+    return root
+
+
+class _CharFrontEnd:
+    """Tiny bundles' text front-end: upper-cased characters hashed into the text vocabulary."""
+
+    def __init__(self, vocab: int, max_tokens: int) -> None:
+        self.vocab = vocab
+        self.max_tokens = max_tokens
+
+    def normalize(self, text: str) -> str:
+        return " ".join(text.split()).upper()
+
+    def encode(self, text: str) -> list[int]:
+        # Ids 0 and 1 are the start/stop text tokens.
+        return [2 + ord(ch) % (self.vocab - 2) for ch in self.normalize(text)]
+
+    def segments(self, text: str) -> list[list[int]]:
+        import re
+
+        out: list[list[int]] = []
+        for sentence in re.split(r"(?<=[.!?])\s+", self.normalize(text)):
+            ids = self.encode(sentence)
+            out.extend(ids[i : i + self.max_tokens] for i in range(0, len(ids), self.max_tokens))
+        return [s for s in out if s]
+
+
+class _TinyReferenceEncoder:
+    """Tiny bundles' reference path: mel frames as conditioning, frame codes as prompt."""
+
+    def __init__(self, module: Any, mel: MelSpec, token_rate: Fraction, device: Any) -> None:
+        self.module = module
+        self.mel = mel
+        self.token_rate = token_rate
+        self.device = device
+
+    def embed(self, codes: Any) -> Any:
+        return self.module.embedding(codes.to(self.device))
+
+    def encode(self, audio: Any, sample_rate: int) -> Any:
+        import torch
+
+        from dubstudio.engine.audio import MelConfig, mel_spectrogram, resample
+        from dubstudio.engine.reference import ReferenceFeatures
+
+        with torch.inference_mode():
+            wav = resample(torch.from_numpy(audio).float(), sample_rate, self.mel.sample_rate)
+            cfg = MelConfig(
+                self.mel.sample_rate,
+                self.mel.n_fft,
+                self.mel.hop_length,
+                self.mel.win_length,
+                self.mel.n_mels,
+                self.mel.fmin,
+                self.mel.fmax,
+            )
+            ref_mel = mel_spectrogram(wav[None].to(self.device), cfg)  # (1, M, F_ref)
+            frames = ref_mel.transpose(1, 2)  # (1, M, F) -> (1, F, M)
+            n_tok = max(1, round(frames.shape[1] * self.token_rate / self.mel.frame_rate))
+            at_tokens = torch.nn.functional.interpolate(
+                ref_mel, size=n_tok, mode="nearest"
+            ).transpose(1, 2)  # (1, T_tok, M)
+            codes = self.module.tokenizer(at_tokens).argmax(-1)  # (1, T_tok)
+            style = torch.tanh(self.module.style(frames.mean(dim=1)))  # (1, S)
+            return ReferenceFeatures(frames, self.embed(codes), ref_mel, style)
+
+
+def build_tiny_components(bundle: ModelBundle, device: Any) -> Any:
+    """Load a tiny bundle written by `create_tiny_bundle` (strict keys)."""
+    from dubstudio.engine.checkpoints import load_strict, read_state_dict
+    from dubstudio.engine.pipeline import EngineComponents
+    from dubstudio.engine.t2s.emotion import EmotionMatrices
+
+    modules = _tiny_modules(bundle.config)
+    for key, module in modules.items():
+        state = read_state_dict(bundle.path(f"{key}.safetensors"))
+        load_strict(module, state, component=f"{bundle.name}/{key}")
+        module.to(device).eval()
+    t2s = modules["t2s"]
+    emo = modules["emotion"]
+    return EngineComponents(
+        bundle=bundle,
+        device=device,
+        front_end=_CharFrontEnd(t2s.config.number_text_tokens, t2s.config.max_text_tokens),
+        reference_encoder=_TinyReferenceEncoder(
+            modules["reference"], bundle.mel, bundle.token_rate, device
+        ),
+        code_embedder=_TinyReferenceEncoder(
+            modules["reference"], bundle.mel, bundle.token_rate, device
+        ),
+        t2s=t2s,
+        s2m=modules["s2m"],
+        vocoder=modules["vocoder"],
+        emotion_matrices=EmotionMatrices(
+            emo["spk_matrix"].detach(), emo["emo_matrix"].detach(), tuple(bundle.config["emo_num"])
+        ),
+    )

@@ -1,0 +1,639 @@
+"""The Synthesizer: one line request in, exactly the budgeted number of samples out.
+
+Dataflow (ENGINE_SPEC §2): reference clip → `ReferenceFeatures` (cached per voice) → T2S GPT
+speaker latents and emotion vector → semantic codes per text segment (token budget) → GPT
+latents → S2M content regulated to exactly the segment's mel-frame budget → flow-matching mel
+→ vocoder → resampled to the requested rate, fitted to the sample budget, framed by silence.
+
+Dimension legend: B batch (segments of one line, or lines of one voice), T semantic tokens,
+D GPT width, D_c content width, C regulator channels, M mel bands, F mel frames, N samples.
+
+The budget is applied at three levels, all derived from one call of
+`core.timing.budget_for_samples` on the speech part of the slot:
+1. T2S tokens: the GPT is asked for exactly that many tokens (``exact``) or told it (``budget``).
+2. S2M mel frames: the length regulator stretches the content to exactly that many frames.
+3. Samples: the vocoder output (``hop`` samples per frame) is cut or zero-padded by less than
+   one frame at the vocoder rate to the rate-converted budget, resampled, and a final fix of
+   at most `MAX_FINAL_FIX` samples (asserted) lands it on the exact count.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from dubstudio.core.errors import ModelLoadError, RenderError, ValidationError
+from dubstudio.core.timing import budget_for_samples, round_half_up
+from dubstudio.engine.api import (
+    ProgressCallback,
+    StopCallback,
+    SynthesisRequest,
+    SynthesisResult,
+    VoiceRef,
+    raise_if_stopped,
+)
+from dubstudio.engine.bundles import KIND_OFFICIAL, KIND_SMALL, ModelBundle, load_bundle
+from dubstudio.engine.device import autocast_context, select_device
+from dubstudio.engine.reference import (
+    CodeEmbedder,
+    ReferenceEncoder,
+    ReferenceFeatures,
+    load_reference,
+    resample,
+)
+
+log = logging.getLogger(__name__)
+
+#: Largest final trim/pad (samples at the output rate) after resampling; anything larger is a bug.
+MAX_FINAL_FIX = 3
+#: Voices kept in the per-voice cache.
+VOICE_CACHE_SIZE = 32
+#: Share of a request's progress bar per stage.
+_STAGE_SPAN = {"conditioning": (0.0, 0.05), "t2s": (0.05, 0.5), "s2m": (0.5, 0.92)}
+
+
+# ----------------------------------------------------------------------------------------------
+# Components
+
+
+@dataclass
+class EngineComponents:
+    """The loaded parts of one bundle.
+
+    Attributes:
+        bundle: The bundle they came from.
+        device: Where they live.
+        front_end: Text front-end: ``segments(text) -> list of token-id lists``.
+        reference_encoder: Voice clip -> `ReferenceFeatures`.
+        code_embedder: Semantic codes -> S2M content.
+        t2s: `dubstudio.engine.t2s.model.UnifiedVoice`.
+        s2m: `dubstudio.engine.s2m.S2MModel`.
+        vocoder: Mel (B, M, F) -> waveform (B, N) at ``bundle.mel.sample_rate``.
+        emotion_matrices: `t2s.emotion.EmotionMatrices` or None (no eight-value emotions).
+        text_to_emotion: Description -> eight weights, or None.
+        decode_params: T2S sampling settings (None = the T2S defaults).
+        cfg_rate: Classifier-free guidance strength of the S2M decoder.
+    """
+
+    bundle: ModelBundle
+    device: torch.device
+    front_end: Any
+    reference_encoder: ReferenceEncoder
+    code_embedder: CodeEmbedder
+    t2s: Any
+    s2m: Any
+    vocoder: Callable[[torch.Tensor], torch.Tensor]
+    emotion_matrices: Any = None
+    text_to_emotion: Callable[[str], Sequence[float]] | None = None
+    decode_params: Any = None
+    cfg_rate: float = 0.7
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+def build_components(bundle: ModelBundle, device: torch.device | None) -> EngineComponents:
+    """Load every component of ``bundle`` strictly (each missing key is named).
+
+    Args:
+        bundle: The bundle.
+        device: Target device (None = CPU).
+    """
+    device = device or torch.device("cpu")
+    if bundle.kind == KIND_OFFICIAL:
+        from dubstudio.engine import official_components
+
+        return official_components.build(bundle, device)  # type: ignore[no-any-return]
+    if bundle.kind == KIND_SMALL:
+        return _build_small(bundle, device)
+    raise ModelLoadError(f"Unknown model kind '{bundle.kind}' in {bundle.root}.")
+
+
+def _build_small(bundle: ModelBundle, device: torch.device) -> EngineComponents:
+    """DubStudio bundles: the bundled-model builder of `dubstudio.engine.small`, or tiny."""
+    builder = bundle.config.get("builder", "small")
+    if builder == "tiny":
+        from dubstudio.engine.bundles import build_tiny_components
+
+        return build_tiny_components(bundle, device)  # type: ignore[no-any-return]
+    try:
+        from dubstudio.engine import small
+    except ImportError as exc:
+        raise ModelLoadError(
+            f"{bundle.root} needs the bundled-model components (dubstudio.engine.small): {exc}"
+        ) from exc
+    parts = small.build_components(bundle, device)
+    if isinstance(parts, EngineComponents):
+        return parts
+    return EngineComponents(bundle=bundle, device=device, **dict(parts))
+
+
+# ----------------------------------------------------------------------------------------------
+# Per-voice state
+
+
+@dataclass
+class _VoiceState:
+    """Everything the voice costs once: features, speaker latents, own emotion, S2M prompt."""
+
+    features: ReferenceFeatures
+    speaker_latents: torch.Tensor  # (1, N_lat, D)
+    base_emovec: torch.Tensor  # (1, D)
+    prompt_condition: torch.Tensor  # (1, F_ref, C)
+
+
+@dataclass
+class _Plan:
+    """Per-request decisions shared by the single and batched paths."""
+
+    request: SynthesisRequest
+    segments: list[torch.Tensor]
+    speech_samples: int | None  # at the output rate; None = natural
+    seg_tokens: list[int | None]
+    seg_frames: list[int | None]
+    mode: str
+    natural_tokens: int | None = None
+
+
+def _split_counts(total: int, weights: Sequence[int]) -> list[int]:
+    """Split ``total`` into len(weights) integers >= 1 proportional to ``weights`` (sum exact)."""
+    n = len(weights)
+    if total < n:
+        raise ValueError("total smaller than the number of parts")
+    wsum = sum(weights)
+    spare = total - n  # every part gets 1, the rest proportionally (largest remainder)
+    raw = [Fraction(spare * w, wsum) for w in weights]
+    parts = [math.floor(r) for r in raw]
+    order = sorted(range(n), key=lambda i: raw[i] - parts[i], reverse=True)
+    for i in order[: spare - sum(parts)]:
+        parts[i] += 1
+    return [p + 1 for p in parts]
+
+
+class Synthesizer:
+    """Turns `SynthesisRequest`s into audio with one loaded bundle.
+
+    Build with `from_bundle`; the model stays loaded between requests. Not thread-safe for
+    concurrent calls (the editor and render service call it from one worker thread); the voice
+    cache is guarded so `analyse_voice` may be called from elsewhere.
+    """
+
+    def __init__(self, components: EngineComponents) -> None:
+        self.components = components
+        self.bundle = components.bundle
+        self.device = components.device
+        self._voices: OrderedDict[str, _VoiceState] = OrderedDict()
+        self._emotions: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self._lock = threading.Lock()
+        self.voice_cache_hits = 0
+        self.voice_cache_misses = 0
+
+    @classmethod
+    def from_bundle(
+        cls, bundle: ModelBundle | str | Path, device: str | torch.device | None = None
+    ) -> Synthesizer:
+        """Load a bundle (object, name or directory) onto a device.
+
+        Args:
+            bundle: The bundle, or what `load_bundle` accepts.
+            device: ``"cpu"``, ``"cuda"``, ``"mps"``, a device, or None for the best available.
+        """
+        if not isinstance(bundle, ModelBundle):
+            bundle = load_bundle(bundle)
+        dev = device if isinstance(device, torch.device) else select_device(device)
+        t0 = time.perf_counter()
+        components = build_components(bundle, dev)
+        log.info("loaded %s on %s in %.1f s", bundle.name, dev, time.perf_counter() - t0)
+        return cls(components)
+
+    @property
+    def identity(self) -> str:
+        """Content hash of the loaded bundle (config + weights)."""
+        return self.bundle.identity
+
+    @property
+    def output_rate(self) -> int:
+        """The vocoder's native sample rate."""
+        return self.bundle.mel.sample_rate
+
+    def analyse_voice(self, path: str | Path) -> Any:
+        """`dubstudio.engine.analysis.analyse_voice` of a reference clip."""
+        from dubstudio.engine.analysis import analyse_voice
+
+        return analyse_voice(path)
+
+    # ------------------------------------------------------------------ voices and emotions
+
+    def _voice(self, voice: VoiceRef) -> _VoiceState:
+        key = voice.content_hash
+        with self._lock:
+            state = self._voices.get(key)
+            if state is not None:
+                self._voices.move_to_end(key)
+                self.voice_cache_hits += 1
+                return state
+        self.voice_cache_misses += 1
+        c = self.components
+        audio, rate = load_reference(voice.audio_path, voice.trim_start_s, voice.trim_end_s)
+        feats = c.reference_encoder.encode(audio, rate).to(self.device)
+        with autocast_context(self.device):
+            latents = c.t2s.speaker_latents(feats.cond_feats)
+            base = c.t2s.emotion_vector(feats.emotion_feats)
+        prompt = c.s2m.prompt_condition(feats.prompt_content, feats.ref_mel.shape[-1])
+        state = _VoiceState(feats, latents.float(), base.float(), prompt)
+        with self._lock:
+            self._voices[key] = state
+            while len(self._voices) > VOICE_CACHE_SIZE:
+                self._voices.popitem(last=False)
+        return state
+
+    def _emotion_clip_vector(self, clip: VoiceRef) -> torch.Tensor:
+        key = clip.content_hash
+        with self._lock:
+            cached = self._emotions.get(key)
+        if cached is not None:
+            return cached
+        c = self.components
+        audio, rate = load_reference(clip.audio_path, clip.trim_start_s, clip.trim_end_s)
+        feats = c.reference_encoder.encode(audio, rate).to(self.device)
+        with autocast_context(self.device):
+            vec = c.t2s.emotion_vector(feats.emotion_feats).float()
+        with self._lock:
+            self._emotions[key] = vec
+            while len(self._emotions) > VOICE_CACHE_SIZE:
+                self._emotions.popitem(last=False)
+        return vec
+
+    def _emovec(self, request: SynthesisRequest, voice: _VoiceState) -> torch.Tensor:
+        """(1, D) emotion vector for the request's emotion mode (ENGINE_SPEC §2.4)."""
+        emotion = request.emotion
+        c = self.components
+        if emotion.mode == "voice":
+            return voice.base_emovec
+        if emotion.mode == "audio":
+            assert emotion.audio is not None
+            emo = self._emotion_clip_vector(emotion.audio)
+            return c.t2s.merge_emovec(voice.base_emovec, emo, emotion.alpha)  # type: ignore[no-any-return]
+        if emotion.mode == "text":
+            if c.text_to_emotion is None:
+                raise ValidationError(
+                    f"The model {self.bundle.name} cannot read emotion descriptions; use the "
+                    "emotion sliders or an emotion clip instead."
+                )
+            weights = list(c.text_to_emotion(emotion.description or request.text))
+        else:
+            weights = list(emotion.vector)
+        if c.emotion_matrices is None:
+            raise ValidationError(
+                f"The model {self.bundle.name} has no emotion matrices; use the voice's own "
+                "emotion or an emotion clip."
+            )
+        from dubstudio.engine.t2s.emotion import emotion_vector_from_weights
+
+        vec = emotion_vector_from_weights(
+            weights, voice.features.style, c.emotion_matrices, voice.base_emovec, emotion.alpha
+        )
+        return vec.reshape(1, -1)
+
+    # ------------------------------------------------------------------ planning
+
+    def _segments(self, text: str) -> list[torch.Tensor]:
+        segs = self.components.front_end.segments(text)
+        out = [torch.as_tensor(list(s), dtype=torch.long) for s in segs]
+        out = [s for s in out if s.numel() > 0]
+        if not out:
+            raise ValidationError(f"Nothing speakable in the line text {text!r}.")
+        return out
+
+    def _frames_for_tokens(self, tokens: int) -> int:
+        """Natural mel frames for a token count (token and mel rates of the bundle)."""
+        ratio = self.bundle.mel_rate / self.bundle.token_rate
+        return max(1, round_half_up(tokens * ratio))
+
+    def _plan(
+        self,
+        request: SynthesisRequest,
+        natural_tokens: int | None,
+    ) -> _Plan:
+        segments = self._segments(request.text)
+        speech = request.speech_budget_samples
+        if speech is None:
+            n = len(segments)
+            return _Plan(request, segments, None, [None] * n, [None] * n, "free")
+        natural = natural_tokens
+        if request.fit_dial < 1.0 and natural is not None:
+            # Speech length between the natural one and the slot; the rest becomes lead-out.
+            natural_samples = natural * Fraction(request.sample_rate) / self.bundle.token_rate
+            speech = min(
+                speech,
+                max(
+                    1,
+                    round_half_up(natural_samples + request.fit_dial * (speech - natural_samples)),
+                ),
+            )
+        tokens, frames = budget_for_samples(
+            speech, request.sample_rate, self.bundle.token_rate, self.bundle.mel_rate
+        )
+        tokens, frames = max(tokens, 1), max(frames, 1)
+        if tokens < len(segments) or frames < len(segments):
+            segments = [torch.cat(segments)]  # too short a slot to split: one segment
+        weights = [int(s.numel()) + 2 for s in segments]
+        seg_tokens: list[int | None] = list(_split_counts(tokens, weights))
+        seg_frames: list[int | None] = list(_split_counts(frames, weights))
+        return _Plan(
+            request, segments, speech, seg_tokens, seg_frames, request.duration_mode, natural
+        )
+
+    # ------------------------------------------------------------------ synthesis
+
+    @torch.inference_mode()
+    def synthesize(
+        self,
+        request: SynthesisRequest,
+        *,
+        on_progress: ProgressCallback | None = None,
+        should_stop: StopCallback | None = None,
+    ) -> SynthesisResult:
+        """Render one line.
+
+        Args:
+            request: The line.
+            on_progress: ``(fraction, stage)`` callback.
+            should_stop: Polled every decoding and Euler step; True raises `RenderCancelled`.
+
+        Returns:
+            The audio, exactly ``request.target_samples`` long when set.
+        """
+        return self.synthesize_batch([request], on_progress=on_progress, should_stop=should_stop)[0]
+
+    @torch.inference_mode()
+    def synthesize_batch(
+        self,
+        requests: Sequence[SynthesisRequest],
+        *,
+        on_progress: ProgressCallback | None = None,
+        should_stop: StopCallback | None = None,
+    ) -> list[SynthesisResult]:
+        """Render several lines; lines sharing voice, emotion, mode and seed decode together.
+
+        A group's T2S decoding is one batched `UnifiedVoice.generate` call, so its sampling
+        noise is drawn for the whole group: the same batch with the same seeds gives identical
+        samples, but a line may sound slightly different rendered alone. S2M noise is drawn per
+        line from the line's own seed, so it never depends on the batch.
+
+        Returns:
+            One result per request, in order.
+        """
+        if not requests:
+            return []
+        groups: OrderedDict[tuple[Any, ...], list[int]] = OrderedDict()
+        for i, r in enumerate(requests):
+            key = (r.voice.content_hash, repr(r.emotion.identity()), r.seed, r.duration_mode)
+            groups.setdefault(key, []).append(i)
+        results: list[SynthesisResult | None] = [None] * len(requests)
+        done = 0
+        for indices in groups.values():
+            span = (done / len(requests), (done + len(indices)) / len(requests))
+
+            def scaled(frac: float, stage: str, span: tuple[float, float] = span) -> None:
+                if on_progress is not None:
+                    on_progress(span[0] + frac * (span[1] - span[0]), stage)
+
+            group = self._render_group(
+                [requests[i] for i in indices], scaled if on_progress else None, should_stop
+            )
+            for i, res in zip(indices, group, strict=True):
+                results[i] = res
+            done += len(indices)
+        if on_progress is not None:
+            on_progress(1.0, "done")
+        return [r for r in results if r is not None]
+
+    def _render_group(
+        self,
+        requests: list[SynthesisRequest],
+        on_progress: ProgressCallback | None,
+        should_stop: StopCallback | None,
+    ) -> list[SynthesisResult]:
+        c = self.components
+        first = requests[0]
+        timings = {"conditioning": 0.0, "t2s": 0.0, "s2m": 0.0, "vocoder": 0.0, "post": 0.0}
+
+        def progress(stage: str, frac: float) -> None:
+            if on_progress is not None:
+                lo, hi = _STAGE_SPAN.get(stage, (0.92, 1.0))
+                on_progress(lo + max(0.0, min(1.0, frac)) * (hi - lo), stage)
+
+        raise_if_stopped(should_stop, "conditioning")
+        t0 = time.perf_counter()
+        progress("conditioning", 0.0)
+        voice = self._voice(first.voice)
+        emovec = self._emovec(first, voice)
+        timings["conditioning"] = time.perf_counter() - t0
+        progress("conditioning", 1.0)
+
+        # Natural lengths, only when a fit dial below 1 needs them.
+        naturals: list[int | None] = [None] * len(requests)
+        need_natural = [
+            i for i, r in enumerate(requests) if r.target_samples is not None and r.fit_dial < 1.0
+        ]
+        t0 = time.perf_counter()
+        if need_natural:
+            seg_lists = [self._segments(requests[i].text) for i in need_natural]
+            flat = [s for segs in seg_lists for s in segs]
+            codes = self._generate(
+                voice,
+                emovec,
+                flat,
+                [None] * len(flat),
+                "free",
+                first.seed + 7919,
+                None,
+                should_stop,
+            )
+            pos = 0
+            for i, segs in zip(need_natural, seg_lists, strict=True):
+                naturals[i] = sum(int(x.numel()) for x in codes[pos : pos + len(segs)])
+                pos += len(segs)
+        plans = [self._plan(r, n) for r, n in zip(requests, naturals, strict=True)]
+
+        # T2S: every segment of every line of the group in one batched decode.
+        flat_segments = [s for p in plans for s in p.segments]
+        flat_budgets: list[int | None] = []
+        for p in plans:
+            flat_budgets.extend(p.seg_tokens if p.mode != "free" else [None] * len(p.segments))
+        # One mode per group (the group key includes it); None budgets decode at natural length.
+        mode = first.duration_mode
+        codes = self._generate(
+            voice,
+            emovec,
+            flat_segments,
+            flat_budgets,
+            mode,
+            first.seed,
+            lambda f: progress("t2s", f),
+            should_stop,
+        )
+        codes = [x if x.numel() > 0 else x.new_zeros(1) for x in codes]
+        with autocast_context(self.device):
+            latents = c.t2s.latents(voice.speaker_latents, emovec, flat_segments, codes)
+        timings["t2s"] = time.perf_counter() - t0
+
+        results = []
+        pos = 0
+        for p in plans:
+            n = len(p.segments)
+            seg_codes, seg_latents = codes[pos : pos + n], latents[pos : pos + n]
+            pos += n
+            results.append(
+                self._finish(p, voice, seg_codes, seg_latents, dict(timings), progress, should_stop)
+            )
+        return results
+
+    def _generate(
+        self,
+        voice: _VoiceState,
+        emovec: torch.Tensor,
+        segments: list[torch.Tensor],
+        budgets: list[int | None],
+        mode: str,
+        seed: int,
+        on_fraction: Callable[[float], None] | None,
+        should_stop: StopCallback | None,
+    ) -> list[torch.Tensor]:
+        c = self.components
+        generator = torch.Generator(device=self.device).manual_seed(int(seed) & 0x7FFF_FFFF_FFFF)
+        if all(b is None for b in budgets):
+            mode = "free"
+        with autocast_context(self.device):
+            return list(
+                c.t2s.generate(
+                    voice.speaker_latents,
+                    emovec,
+                    [s.to(self.device) for s in segments],
+                    budgets=budgets,
+                    mode=mode,
+                    params=c.decode_params,
+                    generator=generator,
+                    on_progress=(lambda f, _s: on_fraction(f)) if on_fraction else None,
+                    should_stop=should_stop,
+                )
+            )
+
+    def _finish(
+        self,
+        plan: _Plan,
+        voice: _VoiceState,
+        codes: list[torch.Tensor],
+        latents: list[torch.Tensor],
+        timings: dict[str, float],
+        progress: Callable[[str, float], None],
+        should_stop: StopCallback | None,
+    ) -> SynthesisResult:
+        c = self.components
+        request = plan.request
+        # ---- S2M: each segment regulated to its frame budget, all segments in one CFM batch.
+        t0 = time.perf_counter()
+        frames = [
+            f if f is not None else self._frames_for_tokens(int(x.numel()))
+            for f, x in zip(plan.seg_frames, codes, strict=True)
+        ]
+        content = [c.code_embedder.embed(x.reshape(1, -1).to(self.device))[0] for x in codes]
+        t_max = max(int(x.shape[0]) for x in content)
+        dc = content[0].shape[-1]
+        content_b = content[0].new_zeros(len(content), t_max, dc)
+        latent_b = latents[0].new_zeros(len(latents), t_max, latents[0].shape[-1])
+        for i, (x, lat) in enumerate(zip(content, latents, strict=True)):
+            content_b[i, : x.shape[0]] = x
+            latent_b[i, : lat.shape[0]] = lat
+        content_lens = [int(x.shape[0]) for x in content]
+        use_latent = getattr(c.s2m, "gpt_layer", None) is not None
+        cond = c.s2m.content(
+            content_b, latent_b if use_latent else None, frames, content_lens=content_lens
+        )
+        steps = request.cfm_steps or self.bundle.cfm_steps
+        generator = torch.Generator(device=self.device).manual_seed(
+            (int(request.seed) * 1_000_003 + 12345) & 0x7FFF_FFFF_FFFF
+        )
+        mel = c.s2m.generate(
+            cond,
+            voice.prompt_condition,
+            voice.features.ref_mel,
+            voice.features.style,
+            steps=steps,
+            cfg_rate=c.cfg_rate,
+            frame_lens=frames,
+            generator=generator,
+            on_progress=lambda f, _s: progress("s2m", f),
+            should_stop=should_stop,
+        )  # (B, M, F_max)
+        mel = torch.cat([mel[i, :, :f] for i, f in enumerate(frames)], dim=-1)[None]  # (1, M, F)
+        timings["s2m"] = time.perf_counter() - t0
+        raise_if_stopped(should_stop, "vocoder")
+
+        # ---- Vocoder and the sample budget.
+        t0 = time.perf_counter()
+        wave = c.vocoder(mel.float()).reshape(-1).float().cpu()  # (N_voc,)
+        timings["vocoder"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        speech = self._fit_to_rate(wave, plan.speech_samples, request.sample_rate)
+        lead_out = request.lead_out_samples
+        if request.target_samples is not None:
+            lead_out = request.target_samples - request.lead_in_samples - len(speech)
+        audio = np.concatenate(
+            [
+                np.zeros(request.lead_in_samples, np.float32),
+                speech,
+                np.zeros(lead_out, np.float32),
+            ]
+        )
+        if request.target_samples is not None and len(audio) != request.target_samples:
+            raise RenderError(
+                f"Internal length error: {len(audio)} samples instead of {request.target_samples}."
+            )
+        timings["post"] = time.perf_counter() - t0
+        progress("vocoder", 1.0)
+        return SynthesisResult(
+            audio=audio,
+            sample_rate=request.sample_rate,
+            tokens=sum(int(x.numel()) for x in codes),
+            mel_frames=sum(frames),
+            natural_tokens=plan.natural_tokens,
+            stage_seconds=timings,
+            request_id=request.request_id,
+        )
+
+    def _fit_to_rate(self, wave: torch.Tensor, samples: int | None, rate: int) -> np.ndarray:
+        """Vocoder output -> float32 at ``rate``, exactly ``samples`` long when given.
+
+        The mel budget is whole frames; the sub-frame remainder is cut (or zero-padded) at the
+        vocoder rate, where it is less than one hop, before resampling. Resampling then lands
+        within a sample or two, which the final fix absorbs (asserted).
+        """
+        voc_rate = self.bundle.mel.sample_rate
+        if samples is not None:
+            at_voc = round_half_up(Fraction(samples * voc_rate, rate))
+            diff = at_voc - wave.numel()
+            if abs(diff) > self.bundle.mel.hop_length:
+                raise RenderError(
+                    f"Internal budget error: vocoder gave {wave.numel()} samples for {at_voc}."
+                )
+            wave = wave[:at_voc] if diff < 0 else torch.nn.functional.pad(wave, (0, diff))
+        out = resample(wave[None], voc_rate, rate)[0].clamp(-1.0, 1.0).numpy().astype(np.float32)
+        if samples is None:
+            return out
+        fix = samples - len(out)
+        if abs(fix) > MAX_FINAL_FIX:
+            raise RenderError(f"Internal resampling error: {len(out)} samples for {samples}.")
+        if fix < 0:
+            return out[:samples]
+        return np.concatenate([out, np.zeros(fix, np.float32)])
