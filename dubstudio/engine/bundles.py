@@ -576,8 +576,8 @@ def _verify_by_building(bundle: ModelBundle, report: VerifyReport) -> None:
 
 # --------------------------------------------------------------------------------------------
 # Tiny bundles for tests: the real T2S and S2M classes at a few thousand parameters, plus a
-# character front-end, a frame tokenizer and a transposed-convolution vocoder just big enough to
-# exercise every shape and length rule of the pipeline. They are random: they make noise, not
+# character front-end, a frame tokenizer and a tiny HiFi-GAN, just big enough to exercise every
+# shape and length rule of the pipeline. They are random: they make noise, not
 # speech. Bundles written by `create_tiny_bundle` carry ``config.builder = "tiny"``.
 
 TINY_FILES = (
@@ -597,6 +597,7 @@ def _tiny_modules(config: Mapping[str, Any]) -> dict[str, Any]:
     from dubstudio.engine.s2m import S2MConfig, S2MModel
     from dubstudio.engine.t2s.config import T2SConfig
     from dubstudio.engine.t2s.model import UnifiedVoice
+    from dubstudio.engine.vocoders.hifigan import HiFiGAN, HiFiGANConfig
 
     t2s_cfg = T2SConfig.tiny(cond_input_dim=int(config["n_mels"]))
     s2m_cfg = S2MConfig.from_dict(dict(config["s2m"]))
@@ -611,24 +612,6 @@ def _tiny_modules(config: Mapping[str, Any]) -> dict[str, Any]:
             self.embedding = nn.Embedding(codes, s2m_cfg.content_dim)
             self.style = nn.Linear(int(config["n_mels"]), s2m_cfg.style_dim)
 
-    class TinyVocoder(nn.Module):
-        """Transposed convolutions 8·8·4 = 256x: exactly ``hop`` samples per mel frame."""
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.conv_pre = nn.Conv1d(int(config["n_mels"]), 16, 7, padding=3)
-            self.ups = nn.ModuleList(
-                nn.ConvTranspose1d(c_in, c_out, 2 * s, stride=s, padding=s // 2)
-                for c_in, c_out, s in ((16, 8, 8), (8, 8, 8), (8, 4, 4))
-            )
-            self.conv_post = nn.Conv1d(4, 1, 7, padding=3)
-
-        def forward(self, mel: torch.Tensor) -> torch.Tensor:
-            x = self.conv_pre(mel)
-            for up in self.ups:
-                x = up(torch.nn.functional.leaky_relu(x, 0.1))
-            return torch.tanh(self.conv_post(x))[:, 0]  # (B, 1, N) -> (B, N)
-
     emotion = nn.ParameterDict(
         {
             "spk_matrix": nn.Parameter(torch.randn(sum(config["emo_num"]), s2m_cfg.style_dim)),
@@ -641,7 +624,7 @@ def _tiny_modules(config: Mapping[str, Any]) -> dict[str, Any]:
         "t2s": UnifiedVoice(t2s_cfg),
         "s2m": S2MModel(s2m_cfg),
         "reference": TinyReference(),
-        "vocoder": TinyVocoder(),
+        "vocoder": HiFiGAN(HiFiGANConfig.tiny()),
         "emotion": emotion,
     }
 
@@ -681,7 +664,7 @@ def create_tiny_bundle(root: str | Path, seed: int = 0, *, name: str = "tiny") -
         config=config,
         token_rate=50,
         mel=MelSpec(fmax=8000.0),
-        vocoder="tiny",
+        vocoder="hifigan-tiny",
         cfm_steps=4,
         files=TINY_FILES,
     )

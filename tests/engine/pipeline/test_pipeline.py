@@ -31,7 +31,7 @@ RATES = [22050, 44100, 48000]
     seed=st.integers(0, 2**31),
 )
 @settings(
-    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 def test_every_output_has_exactly_the_budgeted_samples(
     tiny_synthesizer: Synthesizer,
