@@ -18,7 +18,8 @@ with one small frozen event object:
   indices they had before the removal, ascending).
 - :class:`VoiceProfilesChanged` ``(ids)`` -- voice profiles added, changed or removed.
 - :class:`ProjectChanged` ``(fields)`` -- project-wide settings changed (``"fps"``,
-  ``"sample_rate"``, ``"video_path"``, ``"characters"``, ``"settings"``, ``"path"``).
+  ``"sample_rate"``, ``"bit_depth"``, ``"video_path"``, ``"characters"``, ``"settings"``,
+  ``"path"``, ``"paths"`` -- media paths rewritten because the project moved).
 
 Qt item models in ``dubstudio.ui`` are thin adapters that translate these events into their own
 signals; nothing here imports Qt.
@@ -458,8 +459,6 @@ class Project:
             self._voices[voice.id] = voice
         for line in lines:
             self._add_line_quietly(len(self._lines), line)
-        for character in {line.character for line in self._lines if line.character}:
-            self._characters.setdefault(character, None)
 
     # -- observers -----------------------------------------------------------------------------
 
@@ -575,6 +574,26 @@ class Project:
             self.path = path
             self._emit(ProjectChanged(frozenset({"path"})))
 
+    def map_paths(self, rewrite: Callable[[str], str]) -> None:
+        """Rewrite every stored media path (video, reference clips, emotion references, take
+        files) with ``rewrite``; used when a project moves. The files stay the same, so no
+        revision changes."""
+        self._video_path = rewrite(self._video_path) if self._video_path else self._video_path
+        for voice_id, voice in list(self._voices.items()):
+            clips = tuple(replace(c, path=rewrite(c.path)) for c in voice.clips)
+            self._voices[voice_id] = replace(voice, clips=clips)
+        for line in self._lines:
+            line.emotion = _rewrite_emotion(line.emotion, rewrite)
+            line.takes = tuple(
+                replace(
+                    t,
+                    path=rewrite(t.path) if t.path else t.path,
+                    emotion=_rewrite_emotion(t.emotion, rewrite),
+                )
+                for t in line.takes
+            )
+        self._emit(ProjectChanged(frozenset({"paths"})))
+
     # -- lines ---------------------------------------------------------------------------------
 
     @property
@@ -615,17 +634,11 @@ class Project:
         if not lines:
             return
         index = max(0, min(index, len(self._lines)))
+        known = self.characters
         for offset, line in enumerate(lines):
             self._add_line_quietly(index + offset, line)
-        new_characters = [
-            line.character
-            for line in lines
-            if line.character and line.character not in self._characters
-        ]
-        for character in new_characters:
-            self._characters[character] = None
         self._emit(LinesInserted(tuple(range(index, index + len(lines)))))
-        if new_characters:
+        if any(line.character and line.character not in known for line in lines):
             self._emit(ProjectChanged(frozenset({"characters"})))
 
     def append_lines(self, lines: Sequence[Line]) -> None:
@@ -665,6 +678,7 @@ class Project:
             ValidationError: On unknown attributes or invalid values (nothing is changed then).
         """
         line = self.line(line_id)
+        known_characters = self.characters
         unknown = set(changes) - _EDITABLE_FIELDS
         if unknown:
             raise ValidationError(f"Lines have no editable attribute(s) {sorted(unknown)}.")
@@ -698,8 +712,9 @@ class Project:
             line.revision += 1
             fields_changed.add("revision")
         self._emit(LineChanged(line.id, frozenset(fields_changed)))
-        if line.character and line.character not in self._characters:
-            self._characters[line.character] = None
+        if "character" in changed and (
+            line.character not in known_characters or len(self.characters) != len(known_characters)
+        ):
             self._emit(ProjectChanged(frozenset({"characters"})))
         return previous
 
@@ -779,8 +794,16 @@ class Project:
 
     @property
     def characters(self) -> Mapping[str, str | None]:
-        """Character name -> default voice profile id (read-only copy)."""
-        return dict(self._characters)
+        """Character name -> default voice profile id (a copy).
+
+        Holds every character a line names (None when it has no voice yet) and characters given
+        a voice explicitly, even before any line names them.
+        """
+        result = dict(self._characters)
+        for line in self._lines:
+            if line.character:
+                result.setdefault(line.character, None)
+        return result
 
     def set_character_voice(self, character: str, voice_id: str | None) -> str | None:
         """Give a character a default voice; returns the previous one."""
@@ -789,9 +812,12 @@ class Project:
         if voice_id is not None:
             self.voice(voice_id)
         previous = self._characters.get(character)
-        if character in self._characters and previous == voice_id:
+        if character in self.characters and previous == voice_id:
             return previous
-        self._characters[character] = voice_id
+        if voice_id is None and any(line.character == character for line in self._lines):
+            self._characters.pop(character, None)  # still listed through its lines
+        else:
+            self._characters[character] = voice_id
         self._emit(ProjectChanged(frozenset({"characters"})))
         self._bump_lines(
             line for line in self._lines if line.character == character and line.voice_id is None
@@ -821,6 +847,12 @@ class Project:
 def _voice_sound_differs(a: VoiceProfile, b: VoiceProfile) -> bool:
     """Whether two versions of a voice profile render differently (name and notes do not)."""
     return (a.clips, a.language) != (b.clips, b.language)
+
+
+def _rewrite_emotion(spec: EmotionSpec, rewrite: Callable[[str], str]) -> EmotionSpec:
+    if spec.reference_path:
+        return replace(spec, reference_path=rewrite(spec.reference_path))
+    return spec
 
 
 def _budget_key(budget: LineBudget) -> tuple[int, int, int, int]:
