@@ -110,12 +110,86 @@ def build_components(bundle: ModelBundle, device: torch.device | None) -> Engine
     """
     device = device or torch.device("cpu")
     if bundle.kind == KIND_OFFICIAL:
-        from dubstudio.engine import official_components
-
-        return official_components.build(bundle, device)  # type: ignore[no-any-return]
+        return _build_official(bundle, device)
     if bundle.kind == KIND_SMALL:
         return _build_small(bundle, device)
     raise ModelLoadError(f"Unknown model kind '{bundle.kind}' in {bundle.root}.")
+
+
+class _CodecEmbedder:
+    """Official `CodeEmbedder`: the semantic codec's `vq2emb` (codes -> 1024-d content)."""
+
+    def __init__(self, codec: Any) -> None:
+        self.codec = codec
+
+    def embed(self, codes: torch.Tensor) -> torch.Tensor:
+        """Codes (B, T) -> content (B, T, 1024)."""
+        return self.codec.vq2emb(codes)  # type: ignore[no-any-return]
+
+
+def _build_official(bundle: ModelBundle, device: torch.device) -> EngineComponents:
+    """The official IndexTTS-2 directory (ENGINE_SPEC §1): every component loaded strictly."""
+    from dubstudio.engine.audio import MelConfig, kaldi_fbank, mel_spectrogram
+    from dubstudio.engine.bundles import read_official_s2mel, read_official_tensor
+    from dubstudio.engine.campplus import CAMPPlus
+    from dubstudio.engine.codec import RepCodec
+    from dubstudio.engine.reference import OfficialReferenceEncoder
+    from dubstudio.engine.s2m import S2MConfig, S2MModel
+    from dubstudio.engine.t2s.config import T2SConfig
+    from dubstudio.engine.t2s.emotion import EmotionMatrices
+    from dubstudio.engine.t2s.model import UnifiedVoice
+    from dubstudio.engine.text import BpeFrontEnd
+    from dubstudio.engine.vocoders.bigvgan import BigVGAN
+    from dubstudio.engine.w2vbert import W2VBertFeatures
+
+    root = bundle.root
+    cache = root / "hf_cache"
+    missing = [rel for rel in bundle.files if not (root / rel).is_file()]
+    if missing:
+        raise ModelLoadError(
+            f"The IndexTTS-2 directory {root} is incomplete; missing: {', '.join(missing)}. "
+            "Run `dubstudio models fetch indextts2 --dir` on it (it resumes)."
+        )
+    front_end = BpeFrontEnd.from_bundle_dir(root)
+    t2s = UnifiedVoice.from_checkpoint(root / "gpt.pth", T2SConfig.official(), device=device)
+    s2m = S2MModel.from_state_dict(S2MConfig.official(), read_official_s2mel(root / "s2mel.pth"))
+    s2m = s2m.to(device).eval()
+    codec = RepCodec.from_checkpoint(cache / "semantic_codec_model.safetensors").to(device)
+    campplus = CAMPPlus.from_checkpoint(cache / "campplus_cn_common.bin").to(device)
+    semantic = W2VBertFeatures(
+        cache / "w2v-bert-2.0", root / "wav2vec2bert_stats.pt", device=device
+    )
+    vocoder = BigVGAN.from_pretrained_dir(cache / "bigvgan").to(device).eval()
+    mel_cfg = MelConfig.indextts2()
+    emo_num = tuple(int(n) for n in bundle.config.get("emo_num", (3, 17, 2, 8, 4, 5, 10, 24)))
+    matrices = EmotionMatrices(
+        read_official_tensor(root / "feat1.pt").float().to(device),
+        read_official_tensor(root / "feat2.pt").float().to(device),
+        emo_num,
+    )
+
+    def style(wave16k: torch.Tensor) -> torch.Tensor:
+        return campplus(kaldi_fbank(wave16k).to(device)[None])  # type: ignore[no-any-return]
+
+    reference = OfficialReferenceEncoder(
+        semantic,
+        codec,
+        style,
+        lambda wave22k: mel_spectrogram(wave22k, mel_cfg),
+        mel_rate=mel_cfg.sample_rate,
+        device=device,
+    )
+    return EngineComponents(
+        bundle=bundle,
+        device=device,
+        front_end=front_end,
+        reference_encoder=reference,
+        code_embedder=_CodecEmbedder(codec),
+        t2s=t2s,
+        s2m=s2m,
+        vocoder=vocoder,
+        emotion_matrices=matrices,
+    )
 
 
 def _build_small(bundle: ModelBundle, device: torch.device) -> EngineComponents:
