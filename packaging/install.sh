@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Install DubStudio into .venv on a Debian machine: `packaging/install.sh [EXTRA]`.
+#
+# EXTRA is a pyproject extra: render (headless), gui (the editor, default), train, or dev
+# (everything plus the test tools). Debian packages from packaging/debian-packages.txt that are
+# missing are installed with apt-get (through sudo when not run as root).
+set -euo pipefail
+
+extra="${1:-gui}"
+case "$extra" in
+  render | gui | train | dev) ;;
+  *) echo "usage: $0 [render|gui|train|dev]" >&2; exit 2 ;;
+esac
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+
+mapfile -t wanted < <(grep -v '^\s*#' packaging/debian-packages.txt | tr -d ' \t' | grep -v '^$')
+missing=()
+for pkg in "${wanted[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$pkg")
+  fi
+done
+if ((${#missing[@]})); then
+  sudo=""
+  if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+  echo "Installing Debian packages: ${missing[*]}"
+  $sudo apt-get update
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y --no-install-recommends "${missing[@]}"
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+# setuptools >= 81 dropped pkg_resources, which some speech packages still import.
+.venv/bin/python -m pip install --upgrade pip 'setuptools<81' wheel
+.venv/bin/python -m pip install -e ".[${extra}]"
+echo "DubStudio installed in $root/.venv (extra: $extra)."
