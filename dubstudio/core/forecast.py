@@ -116,6 +116,17 @@ def count_syllables(word: str) -> int:
     # A final silent "e" ("make", "there") is not a syllable; "-le" after a consonant ("table") is.
     if lower.endswith("e") and not lower.endswith(("le", "ee", "ye")) and groups > 1:
         groups -= 1
+    # A silent "e" before a suffix ("careful", "lonely", "movement") is not a syllable either.
+    for suffix in ("ful", "ly", "ment", "ness", "less"):
+        stem = lower[: -len(suffix)]
+        if (
+            lower.endswith(suffix)
+            and len(stem) > 2
+            and stem[-1] == "e"
+            and stem[-2] not in "aeiouy"
+        ):
+            groups -= 1
+            break
     # "-n't" after a consonant is a syllable of its own ("doesn't", "didn't"; not "don't").
     if lower.endswith("n't") and len(lower) > 3 and lower[-4] not in "aeiouy":
         groups += 1

@@ -316,7 +316,6 @@ def _line_from_json(r: _Reader, raw: Any, number: int) -> Line | None:
     if isinstance(raw.get("id"), str):
         where = f"line {number} (id {raw['id']})"
     g = r.get
-    n_before = len(r.problems)
     fit = g(raw, "fit_mode", str, where, "exact")
     if fit not in {m.value for m in FitMode}:
         r.problems.append(
@@ -344,8 +343,8 @@ def _line_from_json(r: _Reader, raw: Any, number: int) -> Line | None:
         "notes": g(raw, "notes", str, where, ""),
         "revision": g(raw, "revision", int, where, 0),
     }
-    if len(r.problems) > n_before:
-        return None
+    if any(fields[k] is None for k in ("id", "start_frame", "end_frame")):
+        return None  # already reported as missing or mistyped
     line: Line | None = r.build(where, lambda: Line(**fields))
     return line
 
