@@ -118,6 +118,7 @@ class MainWindow(QtWidgets.QMainWindow):
         audio_output: Playback device boundary (tests pass one with a fake backend).
         settings: Where recent files and window state are kept.
         cache_root: Render cache folder (None: beside the project file, else the user cache).
+        render_options: `RequestOptions` for the render service (e.g. fewer diffusion steps).
     """
 
     def __init__(
@@ -128,8 +129,10 @@ class MainWindow(QtWidgets.QMainWindow):
         audio_output: AudioOutput | None = None,
         settings: QtCore.QSettings | None = None,
         cache_root: Path | None = None,
+        render_options: Any = None,
     ) -> None:
         super().__init__()
+        self.render_options = render_options
         self.setWindowTitle("DubStudio")
         self.resize(1500, 920)
         self.engine_setup = engine or EngineSetup()
@@ -167,7 +170,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.audio_decoder = AudioTrackDecoder(self)
         self.audio_decoder.decoded.connect(self._on_original_audio)
         self.audio_decoder.failed.connect(lambda msg: logger.info("no original audio: %s", msg))
-        self.set_project(project or Project())
+        self.set_project(project if project is not None else Project())
 
     # ------------------------------------------------------------------------------- layout
 
@@ -368,6 +371,7 @@ class MainWindow(QtWidgets.QMainWindow):
             project, lambda p, line: line_forecast(p, line)[0], self.edit_line, self
         )
         self.table.setModel(self.table_model)
+        self.table_model.edit_refused.connect(lambda msg: self.statusBar().showMessage(msg, 8000))
         self.table.selectionModel().currentRowChanged.connect(self._on_table_row)
         header = self.table.horizontalHeader()
         for col, width in (
@@ -416,7 +420,12 @@ class MainWindow(QtWidgets.QMainWindow):
         else:
             root = user_cache_dir()
         self.cache = RenderCache(root)
-        return RenderService(project, self.cache, model_identity=self.engine_setup.identity())
+        return RenderService(
+            project,
+            self.cache,
+            model_identity=self.engine_setup.identity(),
+            options=self.render_options,
+        )
 
     def _update_title(self) -> None:
         name = self.project.path.name if self.project.path else "untitled"

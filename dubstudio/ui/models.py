@@ -45,7 +45,7 @@ RENDER_STATE_TEXT = {
 }
 
 ForecastFn = Callable[[Project, Line], str]
-EditFn = Callable[[str, dict[str, Any]], None]
+EditFn = Callable[[str, dict[str, Any]], bool]
 
 
 def format_timecode(frame: int, fps: Fraction) -> str:
@@ -135,6 +135,9 @@ class LineTableModel(QtCore.QAbstractTableModel):
         COL_TEXT,
     ) = range(10)
     EDITABLE = frozenset({COL_IN, COL_OUT, COL_CHAR, COL_TEXT})
+
+    #: A cell edit could not be understood (the message says why).
+    edit_refused = QtCore.Signal(str)
 
     #: Role carrying a row's line id.
     LineIdRole = QtCore.Qt.ItemDataRole.UserRole + 1
@@ -270,27 +273,32 @@ class LineTableModel(QtCore.QAbstractTableModel):
 
     # -- editing (through the command layer) ----------------------------------------------------
 
-    def setData(self, index: QtCore.QModelIndex, value: Any, role: int = 0) -> bool:
+    def setData(
+        self, index: QtCore.QModelIndex, value: Any, role: int = QtCore.Qt.ItemDataRole.EditRole
+    ) -> bool:
         if not index.isValid() or role != QtCore.Qt.ItemDataRole.EditRole:
             return False
         line = self.line_at(index.row())
         col = index.column()
         changes: dict[str, Any]
-        if col == self.COL_IN:
-            start = parse_timecode(str(value), self.project.fps)
-            changes = {"start_frame": start}
-            if start >= line.end_frame:  # keep the length when the start moves past the end
-                changes["end_frame"] = start + line.slot.n_frames
-        elif col == self.COL_OUT:
-            changes = {"end_frame": parse_timecode(str(value), self.project.fps)}
-        elif col == self.COL_CHAR:
-            changes = {"character": str(value).strip()}
-        elif col == self.COL_TEXT:
-            changes = {"text": str(value)}
-        else:
+        try:
+            if col == self.COL_IN:
+                start = parse_timecode(str(value), self.project.fps)
+                changes = {"start_frame": start}
+                if start >= line.end_frame:  # keep the length when the start moves past the end
+                    changes["end_frame"] = start + line.slot.n_frames
+            elif col == self.COL_OUT:
+                changes = {"end_frame": parse_timecode(str(value), self.project.fps)}
+            elif col == self.COL_CHAR:
+                changes = {"character": str(value).strip()}
+            elif col == self.COL_TEXT:
+                changes = {"text": str(value)}
+            else:
+                return False
+        except DubStudioError as exc:
+            self.edit_refused.emit(str(exc))
             return False
-        self._edit_line(line.id, changes)
-        return True
+        return bool(self._edit_line(line.id, changes))
 
     # -- render states -------------------------------------------------------------------------
 

@@ -66,7 +66,9 @@ def make_window(qtbot, tmp_path, tiny_bundle, audio_backend, no_engine_threads_l
 
     windows = []
 
-    def make(project=None):
+    def make(project=None, *, cfm_steps: int = 2):
+        from dubstudio.services.requests import RequestOptions
+
         settings = QtCore.QSettings(
             str(tmp_path / "settings.ini"), QtCore.QSettings.Format.IniFormat
         )
@@ -76,6 +78,7 @@ def make_window(qtbot, tmp_path, tiny_bundle, audio_backend, no_engine_threads_l
             audio_output=AudioOutput(audio_backend),
             settings=settings,
             cache_root=tmp_path / "cache",
+            render_options=RequestOptions(cfm_steps=cfm_steps),
         )
         window.setProperty("skip_confirm", True)
         qtbot.addWidget(window)
@@ -85,3 +88,23 @@ def make_window(qtbot, tmp_path, tiny_bundle, audio_backend, no_engine_threads_l
     yield make
     for window in windows:
         window.close()
+
+
+@pytest.fixture
+def voiced_project(voice_wav):
+    """Three short lines (25 fps, 16 kHz) of two characters, both with a voice profile."""
+    from dubstudio.core.model import Line, Project, ReferenceClip, VoiceProfile
+
+    voice = VoiceProfile(id="v1", name="Tester", clips=(ReferenceClip(str(voice_wav)),))
+    lines = [
+        Line("Did you hear that?", 25, 50, character="MAYA"),
+        Line("It is the wind.", 55, 80, character="OTTO"),
+        Line("It never knocks.", 85, 110, character="MAYA"),
+    ]
+    return Project(
+        fps=25,
+        sample_rate=16000,
+        lines=lines,
+        voices=[voice],
+        characters={"MAYA": "v1", "OTTO": "v1"},
+    )
