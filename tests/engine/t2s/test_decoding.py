@@ -1,0 +1,248 @@
+"""Decoding on a tiny random UnifiedVoice: exact lengths, determinism, cancellation, KV cache."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from collections.abc import Iterator
+
+import pytest
+import torch
+
+from dubstudio.core.errors import RenderCancelled, ValidationError
+from dubstudio.engine.t2s import DecodeParams, T2SConfig, UnifiedVoice, fit_target
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread() -> Iterator[None]:
+    # Tiny per-step ops: with 2 shared cores, one thread is several times faster than two.
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(saved)
+
+
+@pytest.fixture(scope="module")
+def model() -> UnifiedVoice:
+    torch.manual_seed(0)
+    return UnifiedVoice.from_config(T2SConfig.tiny())
+
+
+@pytest.fixture(scope="module")
+def voice(model: UnifiedVoice) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(1)
+    feats = torch.randn(1, 30, model.config.cond_input_dim, generator=g)
+    return model.speaker_latents(feats), model.emotion_vector(feats)
+
+
+def _texts(n: int, seed: int) -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    lengths = torch.randint(1, 20, (n,), generator=g).tolist()
+    return [torch.randint(2, 60, (n_i,), generator=g) for n_i in lengths]
+
+
+def test_exact_mode_returns_exactly_the_budget_for_thousands_of_lines() -> None:
+    torch.manual_seed(2)
+    # One narrow layer keeps 2000 lines of up to 600 tokens at a few seconds; a stop-favouring
+    # head makes the test adversarial (unmasked, most lines would stop within a few tokens).
+    model = UnifiedVoice.from_config(
+        dataclasses.replace(T2SConfig.tiny(), layers=1, model_dim=16, heads=1)
+    )
+    with torch.no_grad():
+        model.mel_head.bias[model.config.stop_mel_token] = 3.0
+    feats = torch.randn(1, 30, model.config.cond_input_dim)
+    lat, emo = model.speaker_latents(feats), model.emotion_vector(feats)
+    rng = random.Random(7)
+    checked = 0
+    for batch in range(4):
+        budgets = [rng.randint(1, 600) for _ in range(500)]
+        budgets[:3] = [1, 600, model.config.max_budget] if batch == 0 else budgets[:3]
+        codes = model.generate(
+            lat,
+            emo,
+            _texts(500, batch),
+            budgets=budgets,
+            mode="exact",
+            params=DecodeParams.sampling(),
+            generator=torch.Generator().manual_seed(batch),
+        )
+        assert [c.numel() for c in codes] == budgets
+        for c in codes:
+            assert int(c.min()) >= 0 and int(c.max()) < model.config.start_mel_token
+        checked += len(budgets)
+    assert checked == 2000
+
+
+def test_exact_mode_with_beams_returns_exact_lengths(model, voice) -> None:
+    lat, emo = voice
+    budgets = [1, 2, 3, 17, 64, 5, 40, 9]
+    codes = model.generate(
+        lat,
+        emo,
+        _texts(8, 3),
+        budgets=budgets,
+        mode="exact",
+        params=DecodeParams(num_beams=3),
+        generator=torch.Generator().manual_seed(0),
+    )
+    assert [c.numel() for c in codes] == budgets
+
+
+def test_exact_mode_without_slot_and_budget_validation(model, voice) -> None:
+    lat, emo = voice
+    codes = model.generate(
+        lat,
+        emo,
+        _texts(2, 4),
+        budgets=[12, 30],
+        mode="exact",
+        params=DecodeParams.sampling(slot_in_exact=False),
+        generator=torch.Generator().manual_seed(0),
+    )
+    assert [c.numel() for c in codes] == [12, 30]
+    with pytest.raises(ValidationError, match="budget"):
+        model.generate(lat, emo, _texts(1, 4), budgets=[None], mode="exact")
+    with pytest.raises(ValidationError, match="semantic tokens"):
+        model.generate(lat, emo, _texts(1, 4), budgets=[model.config.max_budget + 1], mode="exact")
+
+
+@pytest.mark.parametrize("params", [DecodeParams.sampling(), DecodeParams(num_beams=3)])
+def test_same_seed_same_tokens(model, voice, params) -> None:
+    lat, emo = voice
+    texts = _texts(3, 5)
+
+    def run(seed: int) -> list[list[int]]:
+        out = model.generate(
+            lat,
+            emo,
+            texts,
+            budgets=[40, 25, 60],
+            mode="exact",
+            params=params,
+            generator=torch.Generator().manual_seed(seed),
+        )
+        return [c.tolist() for c in out]
+
+    assert run(11) == run(11)
+    assert run(11) != run(12)
+
+
+@pytest.mark.parametrize("beams", [1, 3])
+def test_kv_cache_matches_full_recomputation(model, voice, beams) -> None:
+    lat, emo = voice
+    texts = _texts(3, 6)
+
+    def run(use_cache: bool) -> list[list[int]]:
+        out = model.generate(
+            lat,
+            emo,
+            texts,
+            budgets=[20, 7, 33],
+            mode="exact",
+            params=DecodeParams(num_beams=beams, use_cache=use_cache),
+            generator=torch.Generator().manual_seed(3),
+        )
+        return [c.tolist() for c in out]
+
+    assert run(True) == run(False)
+
+
+def test_batched_lines_decode_like_single_lines(model, voice) -> None:
+    lat, emo = voice
+    texts = _texts(4, 8)  # different lengths: the batch is left-padded
+    budgets = [15, 40, 3, 22]
+    greedy = DecodeParams.sampling(do_sample=False)
+    together = model.generate(lat, emo, texts, budgets=budgets, mode="exact", params=greedy)
+    for text, budget, codes in zip(texts, budgets, together, strict=True):
+        alone = model.generate(lat, emo, [text], budgets=[budget], mode="exact", params=greedy)
+        assert alone[0].tolist() == codes.tolist()
+
+
+def test_cancellation_stops_within_one_step(model, voice) -> None:
+    lat, emo = voice
+    polls: list[int] = []
+    steps: list[float] = []
+
+    def should_stop() -> bool:
+        polls.append(1)
+        return len(polls) > 5
+
+    with pytest.raises(RenderCancelled):
+        model.generate(
+            lat,
+            emo,
+            _texts(2, 9),
+            budgets=[300, 300],
+            mode="exact",
+            params=DecodeParams.sampling(),
+            on_progress=lambda f, s: steps.append(f),
+            should_stop=should_stop,
+        )
+    assert len(polls) == 6
+    assert len(steps) == 5  # the step after the request never ran
+
+
+def test_progress_is_reported_every_step_and_reaches_one(model, voice) -> None:
+    lat, emo = voice
+    seen: list[tuple[float, str]] = []
+    model.generate(
+        lat,
+        emo,
+        _texts(1, 10),
+        budgets=[50],
+        mode="exact",
+        params=DecodeParams.sampling(),
+        on_progress=lambda f, s: seen.append((f, s)),
+    )
+    assert len(seen) == 51
+    assert {s for _, s in seen} == {"t2s"}
+    fractions = [f for f, _ in seen]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+
+
+def test_free_mode_stops_on_the_models_stop_token_and_respects_the_cap(voice) -> None:
+    torch.manual_seed(0)
+    m = UnifiedVoice.from_config(T2SConfig.tiny())
+    lat, emo = voice
+    with torch.no_grad():
+        m.mel_head.bias[m.config.stop_mel_token] = 6.0  # the stop id dominates
+    out = m.decode(
+        lat,
+        emo,
+        _texts(4, 11),
+        mode="free",
+        params=DecodeParams.sampling(repetition_penalty=1.0),
+        generator=torch.Generator().manual_seed(0),
+    )
+    assert all(out.stopped)
+    assert max(c.numel() for c in out.codes) < 10
+    with torch.no_grad():
+        m.mel_head.bias[m.config.stop_mel_token] = -50.0  # it never stops
+    out = m.decode(
+        lat, emo, _texts(2, 11), mode="free", params=DecodeParams(num_beams=3, max_tokens=25)
+    )
+    assert [c.numel() for c in out.codes] == [25, 25] and not any(out.stopped)
+
+
+def test_budget_mode_puts_the_target_in_the_duration_slot(model, voice) -> None:
+    lat, emo = voice
+    conds = model.build_conds(lat, emo, [None, 123])
+    assert torch.equal(conds[0, -2], model.speed_emb.weight[1])
+    assert torch.equal(conds[1, -2], model.mel_pos_embedding.emb.weight[123])
+    assert torch.equal(conds[1, -1], model.speed_emb.weight[0])
+    codes = model.generate(
+        lat,
+        emo,
+        _texts(2, 12),
+        budgets=[None, 30],
+        mode="budget",
+        params=DecodeParams.sampling(max_tokens=40),
+    )
+    assert all(1 <= c.numel() <= 40 for c in codes)
+
+
+def test_fit_dial() -> None:
+    assert fit_target(100, 150, 0.0) == 100
+    assert fit_target(100, 150, 1.0) == 150
+    assert fit_target(100, 150, 0.5) == 125
+    assert fit_target(5, 0, 1.0) == 1
