@@ -7,7 +7,6 @@ the dialogs and the timer.
 
 from __future__ import annotations
 
-import importlib
 import logging
 from fractions import Fraction
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from PySide6 import QtCore, QtWidgets
 
+from dubstudio.core import projectfile
 from dubstudio.core.errors import DubStudioError, ProjectFileError
 from dubstudio.core.model import Project
 from dubstudio.core.subtitles import cues_to_lines, read_subtitles
@@ -34,18 +34,14 @@ SUBTITLE_FILTER = "Subtitles (*.srt *.vtt *.ass *.ssa);;All files (*)"
 VIDEO_FILTER = "Video (*.mp4 *.mov *.mkv *.avi *.webm);;All files (*)"
 
 
-def _projectfile() -> Any:
-    return importlib.import_module("dubstudio.core.projectfile")
+def load_project(path: Path, *, recover: bool = False) -> Project:
+    """Read a project file (its newer autosave copy with ``recover``)."""
+    return projectfile.load_project(path, recover=recover)
 
 
-def load_project(path: Path) -> Project:
-    """Read a project file."""
-    return _projectfile().load_project(path)  # type: ignore[no-any-return]
-
-
-def save_project(project: Project, path: Path) -> None:
-    """Write a project file (atomically)."""
-    _projectfile().save_project(project, path)
+def save_project(project: Project, path: Path) -> Path:
+    """Write a project file (atomically); returns where it went."""
+    return projectfile.save_project(project, path)
 
 
 def import_subtitle_lines(project: Project, path: Path) -> tuple[list[Any], list[str]]:
@@ -152,9 +148,8 @@ def import_subtitles(window: MainWindow, path: Path) -> int:
     except DubStudioError as exc:
         window.statusBar().showMessage(str(exc), 10000)
         return 0
-    command = editing._InsertLines(
-        window.project, len(window.project), lines, f"Import {len(lines)} line(s) from {path.name}"
-    )
+    command = editing.insert_lines(window.project, len(window.project), lines)
+    command.text = f"Import {len(lines)} line(s) from {path.name}"
     if window.push(command):
         _report_problems(window, problems)
         end = max(float(line.slot.end_seconds(window.project.fps)) for line in window.project.lines)
@@ -182,31 +177,29 @@ def open_dialog(window: MainWindow) -> None:
 
 
 def open_path(window: MainWindow, path: Path, *, ask_recovery: bool = True) -> bool:
-    """Open a project file, offering its autosave when that is newer."""
-    chosen = path
-    if ask_recovery:
-        recovery = autosave_path_for(path)
-        if (
-            recovery is not None
-            and recovery.is_file()
-            and (not path.is_file() or recovery.stat().st_mtime > path.stat().st_mtime)
-        ):
-            answer = QtWidgets.QMessageBox.question(
-                window,
-                "Recover unsaved work?",
-                f"DubStudio found autosaved changes to {path.name} that were never saved "
-                "(the editor may have crashed). Open the autosaved version?",
-            )
-            if answer == QtWidgets.QMessageBox.StandardButton.Yes:
-                chosen = recovery
+    """Open a project file, offering its autosave copy when that is newer (after a crash)."""
+    recover = False
+    if ask_recovery and projectfile.recovery_candidate(path) is not None:
+        answer = QtWidgets.QMessageBox.question(
+            window,
+            "Recover unsaved work?",
+            f"DubStudio found autosaved changes to {path.name} that were never saved (the "
+            "editor may have crashed). Open the autosaved version?",
+        )
+        recover = answer == QtWidgets.QMessageBox.StandardButton.Yes
     try:
-        project = _projectfile().recover_project(path) if chosen != path else load_project(path)
+        project = load_project(path, recover=recover)
     except (DubStudioError, OSError) as exc:
         QtWidgets.QMessageBox.warning(window, "Open project", str(exc))
         return False
-    if chosen != path:
-        project.set_path(path)
     window.set_project(project)
+    if recover:
+        # The recovered edits are not in the file yet: keep the title's "modified" mark.
+        window.undo_stack.resetClean()
+        window.statusBar().showMessage("Recovered autosaved work; save to keep it.", 10000)
+    problems = projectfile.missing_media(project)
+    if problems:
+        window.statusBar().showMessage(problems[0], 15000)
     add_recent(window, path)
     start_autosave(window)
     return True
@@ -232,15 +225,13 @@ def save_as_dialog(window: MainWindow) -> bool:
 def save_to(window: MainWindow, path: Path) -> bool:
     """Write the project to ``path`` and mark it clean."""
     try:
-        save_project(window.project, path)
+        path = save_project(window.project, path)
     except (DubStudioError, OSError) as exc:
         QtWidgets.QMessageBox.warning(window, "Save project", str(exc))
         return False
     window.undo_stack.setClean()
+    window.saved_change_count = window.project.change_count
     add_recent(window, path)
-    recovery = autosave_path_for(path)
-    if recovery is not None and recovery.is_file():
-        recovery.unlink()
     window.statusBar().showMessage(f"Saved {path}", 4000)
     window._update_title()
     start_autosave(window)
@@ -302,17 +293,6 @@ def refresh_recent_menu(window: MainWindow) -> None:
 # Autosave
 
 
-def autosave_path_for(path: Path | None) -> Path | None:
-    """Where the autosave of a project file goes (None for an unsaved project)."""
-    if path is None:
-        return None
-    module = _projectfile()
-    function = getattr(module, "autosave_path", None)
-    if function is not None:
-        return Path(function(path))
-    return path.with_name(path.name + ".autosave")
-
-
 def start_autosave(window: MainWindow) -> None:
     """Autosave the project every `AUTOSAVE_INTERVAL_S` seconds while it has unsaved changes."""
     timer = getattr(window, "_autosave_timer", None)
@@ -326,15 +306,16 @@ def start_autosave(window: MainWindow) -> None:
 
 def autosave_now(window: MainWindow) -> Path | None:
     """Write the autosave file now if the project changed; returns its path."""
-    path = window.project.path
-    if path is None or window.undo_stack.isClean():
+    project = window.project
+    if project.path is None or project.change_count == window.saved_change_count:
         return None
     try:
-        written = _projectfile().autosave(window.project)
-    except (DubStudioError, OSError, AttributeError) as exc:
+        written = projectfile.write_autosave(project)
+    except (DubStudioError, OSError) as exc:
         logger.warning("autosave failed: %s", exc)
         return None
-    return Path(written) if written else autosave_path_for(path)
+    window.saved_change_count = project.change_count
+    return written
 
 
 def stop_autosave(window: MainWindow) -> None:

@@ -22,6 +22,7 @@ from dubstudio.core.errors import DubStudioError
 from dubstudio.core.forecast import forecast_fit
 from dubstudio.core.model import (
     EmotionSpec,
+    FitMode,
     Line,
     LineChanged,
     LinesInserted,
@@ -56,8 +57,28 @@ PRESETS_KEY = "emotion_presets"
 
 
 def line_forecast(project: Project, line: Line) -> tuple[str, str]:
-    """Fit forecast of a line as ``(status, explanation)``, using its voice's language and rate."""
+    """Fit status of a line as ``(status, explanation)``.
+
+    Before rendering it is the forecast from the text, the budget and the voice's language and
+    speaking rate. Once a current take exists in natural-length mode, the take's measured length
+    replaces the guess (exact modes fill the slot by construction, so their forecast stays: it
+    tells how natural the pace is).
+    """
     budget = project.line_budget(line)
+    take = line.active_take
+    if (
+        take is not None
+        and take.line_revision == line.revision
+        and take.text == line.speech_text
+        and line.fit_mode is FitMode.NATURAL
+        and budget.slot_samples > 0
+    ):
+        used = take.n_samples * project.sample_rate / max(1, take.sample_rate)
+        load = used / budget.slot_samples
+        status = "fits" if load <= 0.9 else "tight" if load <= 1.0 else "impossible"
+        seconds = take.n_samples / max(1, take.sample_rate)
+        slot = budget.slot_samples / project.sample_rate
+        return status, f"measured from the rendered take: {seconds:.2f} s of a {slot:.2f} s slot."
     seconds = budget.speech_samples / project.sample_rate
     language, rate = "en", None
     voice_id = project.effective_voice_id(line)
@@ -366,10 +387,10 @@ class MainWindow(QtWidgets.QMainWindow):
             self.service.close()
         self.undo_stack.clear()
         self.project = project
+        #: `Project.change_count` when last saved or autosaved (takes change it too).
+        self.saved_change_count = project.change_count
         self._unsubscribe = project.subscribe(self._on_project_event)
-        self.table_model = LineTableModel(
-            project, lambda p, line: line_forecast(p, line)[0], self.edit_line, self
-        )
+        self.table_model = LineTableModel(project, line_forecast, self.edit_line, self)
         self.table.setModel(self.table_model)
         self.table_model.edit_refused.connect(lambda msg: self.statusBar().showMessage(msg, 8000))
         self.table.selectionModel().currentRowChanged.connect(self._on_table_row)

@@ -44,7 +44,7 @@ RENDER_STATE_TEXT = {
     "cancelled": "stopped",
 }
 
-ForecastFn = Callable[[Project, Line], str]
+ForecastFn = Callable[[Project, Line], tuple[str, str]]
 EditFn = Callable[[str, dict[str, Any]], bool]
 
 
@@ -105,7 +105,8 @@ class LineTableModel(QtCore.QAbstractTableModel):
 
     Args:
         project: The project shown.
-        forecast: ``forecast(project, line) -> "fits" | "tight" | "impossible" | "unknown"``.
+        forecast: ``forecast(project, line) -> (status, explanation)`` with status ``fits``,
+            ``tight``, ``impossible`` or ``unknown``.
         edit_line: Called with ``(line_id, changes)`` when a cell is edited; it must route the
             change through the undo stack. The table changes when the project announces it.
     """
@@ -154,7 +155,7 @@ class LineTableModel(QtCore.QAbstractTableModel):
         self._forecast = forecast
         self._edit_line = edit_line
         self.render_states: dict[str, str] = {}
-        self._forecast_cache: dict[tuple[str, int, int, int], str] = {}
+        self._forecast_cache: dict[tuple[Any, ...], tuple[str, str]] = {}
         self._unsubscribe = project.subscribe(self._on_project_event)
 
     def detach(self) -> None:
@@ -189,15 +190,19 @@ class LineTableModel(QtCore.QAbstractTableModel):
         return self.project.index_of(line_id) if self.project.has_line(line_id) else -1
 
     def forecast_of(self, line: Line) -> str:
-        """Cached fit forecast of a line (recomputed when its revision or slot changes)."""
-        key = (line.id, line.revision, line.start_frame, line.end_frame)
+        """Fit status of a line (cached until its revision, slot or active take changes)."""
+        return self.forecast_detail(line)[0]
+
+    def forecast_detail(self, line: Line) -> tuple[str, str]:
+        """``(status, explanation)`` of a line's fit."""
+        key = (line.id, line.revision, line.start_frame, line.end_frame, line.active_take_id)
         value = self._forecast_cache.get(key)
         if value is None:
             try:
                 value = self._forecast(self.project, line)
             except DubStudioError as exc:
                 logger.debug("forecast of %s failed: %s", line.id, exc)
-                value = "unknown"
+                value = ("unknown", str(exc))
             self._forecast_cache[key] = value
         return value
 
@@ -223,7 +228,8 @@ class LineTableModel(QtCore.QAbstractTableModel):
         if role == QtCore.Qt.ItemDataRole.ToolTipRole and col in (self.COL_TEXT, self.COL_FIT):
             if col == self.COL_TEXT:
                 return line.text
-            return f"fit mode {line.fit_mode.value}: forecast {self.forecast_of(line)}"
+            status, detail = self.forecast_detail(line)
+            return f"{line.fit_mode.value}: {status}. {detail}"
         if role == QtCore.Qt.ItemDataRole.TextAlignmentRole and col in (
             self.COL_INDEX,
             self.COL_IN,
