@@ -716,13 +716,14 @@ class _CharFrontEnd:
         # Ids 0 and 1 are the start/stop text tokens.
         return [2 + ord(ch) % (self.vocab - 2) for ch in self.normalize(text)]
 
-    def segments(self, text: str) -> list[list[int]]:
+    def segments(self, text: str, max_tokens: int = 120) -> list[list[int]]:
         import re
 
+        limit = min(max_tokens, self.max_tokens)
         out: list[list[int]] = []
         for sentence in re.split(r"(?<=[.!?])\s+", self.normalize(text)):
             ids = self.encode(sentence)
-            out.extend(ids[i : i + self.max_tokens] for i in range(0, len(ids), self.max_tokens))
+            out.extend(ids[i : i + limit] for i in range(0, len(ids), limit))
         return [s for s in out if s]
 
 

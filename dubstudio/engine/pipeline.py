@@ -381,7 +381,9 @@ class Synthesizer:
     # ------------------------------------------------------------------ planning
 
     def _segments(self, text: str) -> list[torch.Tensor]:
-        segs = self.components.front_end.segments(text)
+        # Official default 120 text tokens per segment, never more than the model's table.
+        limit = min(120, int(getattr(self.components.t2s.config, "max_text_tokens", 120)))
+        segs = self.components.front_end.segments(text, max_tokens=limit)
         out = [torch.as_tensor(list(s), dtype=torch.long) for s in segs]
         out = [s for s in out if s.numel() > 0]
         if not out:
