@@ -141,11 +141,17 @@ def _load_input(args: argparse.Namespace) -> tuple[Any, str]:
         return project, "recipe"
     if path.suffix.lower() in SUBTITLE_SUFFIXES:
         from dubstudio.core.model import Project
-        from dubstudio.core.subtitles import lines_from_subtitles
+        from dubstudio.core.subtitles import cues_to_lines, read_subtitles
         from dubstudio.core.timing import DEFAULT_FPS, DEFAULT_SAMPLE_RATE, parse_fps
 
         fps = parse_fps(args.fps) if args.fps else DEFAULT_FPS
-        lines = lines_from_subtitles(path, fps)
+        imported = read_subtitles(path)
+        lines, problems = cues_to_lines(imported.cues, fps)
+        for problem in [*imported.problems, *problems]:
+            logger.warning("%s: %s", path.name, problem)
+        # Stable ids: seeds derive from them, so re-running the same file hits the cache.
+        for number, line in enumerate(lines, start=1):
+            line.id = f"cue{number:05d}"
         project = Project(
             fps=fps,
             sample_rate=args.sample_rate or DEFAULT_SAMPLE_RATE,
@@ -344,3 +350,23 @@ def _save(project: Any) -> None:
 
     if project.path is not None:
         save_project(project, project.path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run `render` alone (``python -m dubstudio.commandline.render ...``), as `dubstudio` would."""
+    from dubstudio.core.errors import DubStudioError
+
+    parser = argparse.ArgumentParser(prog="dubstudio")
+    parser.add_argument("-v", "--verbose", action="count", default=0)
+    register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["render", *(sys.argv[1:] if argv is None else argv)])
+    logging.basicConfig(level=logging.WARNING - 10 * min(args.verbose, 2))
+    try:
+        return run(args)
+    except DubStudioError as exc:
+        print(f"dubstudio: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

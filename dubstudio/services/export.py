@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dubstudio.core.errors import ExportError, ValidationError
+from dubstudio.core.errors import DubStudioError, ExportError
 from dubstudio.core.model import Line, Project
 from dubstudio.core.timing import format_timecode, frame_to_sample, parse_timecode
 from dubstudio.services.cache import RenderCache
@@ -247,12 +247,13 @@ def export_clips(
 
 
 def export_subtitles(project: Project, path: str | Path) -> Path:
-    """Write the lines back as SRT or ASS (by extension) with their frame-snapped timing."""
-    from dubstudio.core import subtitles
+    """Write the lines back as SRT or ASS (by extension) with their frame-snapped timing and
+    character names."""
+    from dubstudio.core.subtitles import write_subtitles
 
     path = Path(path)
     try:
-        subtitles.export_subtitles(project, path)  # type: ignore[attr-defined]
-    except (ValidationError, OSError) as exc:
+        write_subtitles(project.lines, project.fps, path, with_characters=True)
+    except (DubStudioError, OSError) as exc:
         raise ExportError(f"Cannot write subtitles to {path}: {exc}") from exc
     return path
