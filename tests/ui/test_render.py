@@ -117,7 +117,10 @@ def test_engine_error_is_reported_and_worker_survives(make_window, qtbot, voice_
     broken.write_bytes(b"this is not audio at all" * 10)
     project = Project(
         fps=25, sample_rate=16000,
-        lines=[Line("Bad voice.", 0, 25, character="B"), Line("Good voice.", 30, 55, character="G")],
+        lines=[
+            Line("Bad voice.", 0, 25, character="B"),
+            Line("Good voice.", 30, 55, character="G"),
+        ],
         voices=[
             VoiceProfile(id="b", name="Broken", clips=(ReferenceClip(str(broken)),)),
             VoiceProfile(id="g", name="Good", clips=(ReferenceClip(str(voice_wav)),)),
