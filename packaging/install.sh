@@ -2,14 +2,14 @@
 # Install DubStudio into .venv on a Debian machine: `packaging/install.sh [EXTRA]`.
 #
 # EXTRA is a pyproject extra: render (headless), gui (the editor, default), train, or dev
-# (everything plus the test tools). Debian packages from packaging/debian-packages.txt that are
+# (everything plus the test tools); `base` installs only the core (subtitles, projects, `info`). Debian packages from packaging/debian-packages.txt that are
 # missing are installed with apt-get (through sudo when not run as root).
 set -euo pipefail
 
 extra="${1:-gui}"
 case "$extra" in
-  render | gui | train | dev) ;;
-  *) echo "usage: $0 [render|gui|train|dev]" >&2; exit 2 ;;
+  base | render | gui | train | dev) ;;
+  *) echo "usage: $0 [base|render|gui|train|dev]" >&2; exit 2 ;;
 esac
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -35,5 +35,9 @@ if [ ! -x .venv/bin/python ]; then
 fi
 # setuptools >= 81 dropped pkg_resources, which some speech packages still import.
 .venv/bin/python -m pip install --upgrade pip 'setuptools<81' wheel
-.venv/bin/python -m pip install -e ".[${extra}]"
+if [ "$extra" = base ]; then
+  .venv/bin/python -m pip install -e .
+else
+  .venv/bin/python -m pip install -e ".[${extra}]"
+fi
 echo "DubStudio installed in $root/.venv (extra: $extra)."
