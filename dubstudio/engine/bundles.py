@@ -683,6 +683,8 @@ def create_tiny_bundle(root: str | Path, seed: int = 0, *, name: str = "tiny") -
         "n_mels": 80,
         "emo_num": [1, 2, 1, 1, 1, 1, 1, 2],
         "s2m": S2MConfig.tiny(style_dim=16, gpt_dim=32).to_dict(),
+        # Plain sampling and a short free-run cap keep CPU tests fast; random weights rarely stop.
+        "decode": {"num_beams": 1, "max_tokens": 200},
     }
     torch.manual_seed(seed)
     modules = _tiny_modules(config)
@@ -771,6 +773,7 @@ def build_tiny_components(bundle: ModelBundle, device: Any) -> Any:
     """Load a tiny bundle written by `create_tiny_bundle` (strict keys)."""
     from dubstudio.engine.checkpoints import load_strict, read_state_dict
     from dubstudio.engine.pipeline import EngineComponents
+    from dubstudio.engine.t2s.decoding import DecodeParams
     from dubstudio.engine.t2s.emotion import EmotionMatrices
 
     modules = _tiny_modules(bundle.config)
@@ -796,4 +799,5 @@ def build_tiny_components(bundle: ModelBundle, device: Any) -> Any:
         emotion_matrices=EmotionMatrices(
             emo["spk_matrix"].detach(), emo["emo_matrix"].detach(), tuple(bundle.config["emo_num"])
         ),
+        decode_params=DecodeParams(**bundle.config.get("decode", {})),
     )
