@@ -20,7 +20,7 @@ from dubstudio.core.errors import DubStudioError, ProjectFileError
 from dubstudio.core.forecast import FitStatus, forecast_line
 from dubstudio.core.model import Project
 from dubstudio.core.projectfile import PROJECT_SUFFIX, load_project, missing_media, save_project
-from dubstudio.core.subtitles import SubtitleImport, SubtitleProblem, cues_to_lines, read_subtitles
+from dubstudio.core.subtitles import SubtitleImport, SubtitleProblem, project_from_subtitles
 from dubstudio.core.timing import (
     DEFAULT_FPS,
     DEFAULT_SAMPLE_RATE,
@@ -83,11 +83,9 @@ def _is_project(path: Path) -> bool:
 def _project_from_subtitles(
     path: Path, fps: Fraction, sample_rate: int, *, strict: bool, encoding: str | None
 ) -> tuple[Project, SubtitleImport]:
-    result = read_subtitles(path, strict=strict, encoding=encoding)
-    lines, snap_problems = cues_to_lines(result.cues, fps)
-    result.problems.extend(snap_problems)
-    result.problems.sort(key=lambda p: p.line_number)
-    return Project(fps=fps, sample_rate=sample_rate, lines=lines), result
+    return project_from_subtitles(
+        path, fps, sample_rate=sample_rate, strict=strict, encoding=encoding
+    )
 
 
 def _problem_json(problem: SubtitleProblem) -> dict[str, Any]:

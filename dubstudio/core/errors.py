@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 class DubStudioError(Exception):
     """Base class of every error DubStudio reports to a person."""
@@ -12,7 +14,16 @@ class ValidationError(DubStudioError):
 
 
 class SubtitleError(DubStudioError):
-    """A subtitle file cannot be read (or, in strict mode, contains a broken cue)."""
+    """A subtitle file cannot be read (or, in strict mode, contains a broken cue).
+
+    Attributes:
+        problems: The problems found (``dubstudio.core.subtitles.SubtitleProblem``), when the
+            error lists broken cues; empty otherwise.
+    """
+
+    def __init__(self, message: str, problems: Sequence[object] = ()) -> None:
+        super().__init__(message)
+        self.problems = tuple(problems)
 
 
 class ProjectFileError(DubStudioError):

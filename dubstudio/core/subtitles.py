@@ -35,7 +35,7 @@ import pysubs2
 
 from dubstudio.core.errors import SubtitleError
 from dubstudio.core.fsutil import atomic_write_text
-from dubstudio.core.model import Line
+from dubstudio.core.model import Line, Project
 from dubstudio.core.timing import Slot, frame_to_ms
 
 logger = logging.getLogger(__name__)
@@ -337,7 +337,8 @@ def parse_subtitles(
         listing = "\n".join(f"  {p}" for p in result.errors)
         raise SubtitleError(
             f"{len(result.errors)} broken cue(s) (strict mode); fix them or import without "
-            f"--strict to skip them:\n{listing}"
+            f"--strict to skip them:\n{listing}",
+            result.errors,
         )
     return result
 
@@ -570,6 +571,23 @@ def _fmt_ms(ms: int) -> str:
 
 # ----------------------------------------------------------------------------------------------
 # Cues <-> lines
+
+
+def project_from_subtitles(
+    path: Path | str,
+    fps: Fraction,
+    *,
+    sample_rate: int = 48000,
+    strict: bool = False,
+    encoding: str | None = None,
+) -> tuple[Project, SubtitleImport]:
+    """Read a subtitle file into a new (unsaved) project; the import's problems include the
+    frame-snapping warnings, sorted by line."""
+    result = read_subtitles(path, strict=strict, encoding=encoding)
+    lines, snap_problems = cues_to_lines(result.cues, fps)
+    result.problems.extend(snap_problems)
+    result.problems.sort(key=lambda p: p.line_number)
+    return Project(fps=fps, sample_rate=sample_rate, lines=lines), result
 
 
 def cues_to_lines(cues: Iterable[Cue], fps: Fraction) -> tuple[list[Line], list[SubtitleProblem]]:

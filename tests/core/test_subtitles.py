@@ -90,6 +90,7 @@ def test_strict_mode_rejects_with_every_line_number(tmp_path: Path) -> None:
     assert "3 broken cue(s)" in message
     for line in ("line 13", "line 17", "line 21"):
         assert line in message
+    assert [p.line_number for p in info.value.problems] == [13, 17, 21]  # type: ignore[attr-defined]
 
 
 def test_text_outside_cues_is_reported_not_dropped_silently() -> None:
