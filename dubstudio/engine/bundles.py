@@ -185,36 +185,22 @@ def sha256_file(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def _hash_cache_path() -> Path:
-    return user_cache_dir() / "file-hashes.json"
+def quick_fingerprint(path: str | Path, edge: int = 1 << 20) -> str:
+    """Content fingerprint of a large file: sha256 of its size, first and last ``edge`` bytes.
 
-
-def cached_sha256(path: Path) -> str:
-    """sha256 of a (possibly multi-GB) file, remembered by path, size and mtime.
-
-    The official weights are several GB; hashing them on every start would cost seconds, so the
-    digest is kept in the user cache and recomputed only when the file changes.
+    The official weights are several GB; hashing them fully would delay every start by tens of
+    seconds. Size plus both ends changes whenever a checkpoint is replaced or truncated, which is
+    what a render cache must notice. `verify_bundle` still checks every key.
     """
-    stat = path.stat()
-    key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
-    cache_file = _hash_cache_path()
-    cache: dict[str, str] = {}
-    try:
-        cache = json.loads(cache_file.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        cache = {}
-    if key in cache:
-        return cache[key]
-    digest = sha256_file(path)
-    cache[key] = digest
-    try:
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache_file.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(cache), encoding="utf-8")
-        tmp.replace(cache_file)
-    except OSError as exc:  # a read-only cache only costs speed
-        log.debug("could not store file hash cache: %s", exc)
-    return digest
+    path = Path(path)
+    size = path.stat().st_size
+    digest = hashlib.sha256(str(size).encode())
+    with path.open("rb") as handle:
+        digest.update(handle.read(edge))
+        if size > 2 * edge:
+            handle.seek(size - edge)
+            digest.update(handle.read(edge))
+    return digest.hexdigest()
 
 
 def bundle_identity(config: Mapping[str, Any], hashes: Mapping[str, str | None]) -> str:
@@ -378,9 +364,9 @@ def _load_official(path: Path) -> ModelBundle:
     spect_params["sample_rate"] = spect.get("sr", 22050)
     mel = MelSpec.from_dict(spect_params)
     files = {rel: None for rel in OFFICIAL_FILES}
-    # Identity from size+mtime-keyed cached hashes of what exists; missing files are reported by
-    # verify_bundle and by the loaders, not here.
-    hashes = {rel: cached_sha256(path / rel) for rel in files if (path / rel).is_file()}
+    # Identity from fingerprints of what exists; missing files are reported by verify_bundle and
+    # by the loaders, not here.
+    hashes = {rel: quick_fingerprint(path / rel) for rel in files if (path / rel).is_file()}
     return ModelBundle(
         name=KIND_OFFICIAL,
         kind=KIND_OFFICIAL,
