@@ -22,7 +22,7 @@ from dubstudio.core.errors import DubStudioError, ExportError
 from dubstudio.core.model import Line, Project
 from dubstudio.core.timing import format_timecode, frame_to_sample, parse_timecode
 from dubstudio.services.cache import RenderCache
-from dubstudio.services.mixdown import MixReport, Placement, mixdown, open_sink
+from dubstudio.services.mixdown import DEFAULT_BLOCK_SIZE, MixReport, Placement, mixdown, open_sink
 from dubstudio.services.wavio import BextInfo, WavWriter
 
 logger = logging.getLogger(__name__)
@@ -143,6 +143,7 @@ def export_mix(
     soft_limiter: bool = False,
     start_timecode: str | None = None,
     missing_ok: bool = False,
+    block_size: int = DEFAULT_BLOCK_SIZE,
     on_progress: Callable[[float, str], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> ExportResult:
@@ -160,6 +161,7 @@ def export_mix(
         soft_limiter: Bend peaks instead of clipping (clipping is reported either way).
         start_timecode: Programme start (overrides the project setting) for `bext`.
         missing_ok: Leave unrendered lines silent instead of failing.
+        block_size: Samples mixed per step (memory vs. per-block overhead).
         on_progress: ``(fraction, "mixdown")``.
         should_stop: Polled once per block.
     """
@@ -195,6 +197,7 @@ def export_mix(
         mix_sink,
         stems,
         soft_limiter=soft_limiter,
+        block_size=block_size,
         on_progress=on_progress,
         should_stop=should_stop,
     )

@@ -28,9 +28,11 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from typing import Any, Protocol
+
+import numpy as np
 
 from dubstudio.core.errors import DubStudioError, RenderCancelled, RenderError
 from dubstudio.core.model import (
@@ -44,7 +46,7 @@ from dubstudio.core.model import (
     VoiceProfilesChanged,
 )
 from dubstudio.engine.api import SynthesisRequest, SynthesisResult
-from dubstudio.services.cache import RenderCache
+from dubstudio.services.cache import CacheEntry, RenderCache
 from dubstudio.services.requests import (
     RequestOptions,
     VoiceRefCache,
@@ -492,22 +494,37 @@ class RenderService:
         """
         batch = self.next_batch()
         outcomes: list[JobOutcome] = []
-        for index, job in enumerate(batch):
-            with self._lock:
-                flag = self._running[job.line_id][1]
+        misses: list[RenderJob] = []
+        for job in batch:
+            hit = self._serve_from_cache(job)
+            if hit is None:
+                misses.append(job)
+            else:
+                outcomes.append(hit)
+                if apply:
+                    self.apply(hit)
+        if len(misses) > 1 and hasattr(synthesizer, "synthesize_batch"):
+            if should_stop is not None and should_stop():
+                for rest in misses:
+                    self._requeue(rest)
+                return outcomes
+            for outcome in self._run_batch(misses, synthesizer, on_progress, should_stop):
+                outcomes.append(outcome)
+                if apply:
+                    self.apply(outcome)
+            return outcomes
+        for index, job in enumerate(misses):
             if should_stop is not None and should_stop():
                 # Put the rest back: a stop keeps everything for the next run.
-                for rest in batch[index:]:
+                for rest in misses[index:]:
                     self._requeue(rest)
                 break
+            with self._lock:
+                flag = self._running[job.line_id][1]
             outcome = self._run_job(job, synthesizer, flag, on_progress, should_stop)
             outcomes.append(outcome)
             if apply:
                 self.apply(outcome)
-            if outcome.status == "cancelled" and should_stop is not None and should_stop():
-                for rest in batch[index + 1 :]:
-                    self._requeue(rest)
-                break
         return outcomes
 
     def _requeue(self, job: RenderJob) -> None:
@@ -522,6 +539,108 @@ class RenderService:
             except Exception:  # a broken listener must not kill the worker
                 logger.exception("Render listener failed on %s", event)
 
+    def _serve_from_cache(self, job: RenderJob) -> JobOutcome | None:
+        """The job's audio from the cache (or adapted from a neighbour budget), else None."""
+        entry = self.cache.get(job.cache_key)
+        if entry is None:
+            entry = self._adapt_neighbour(job)
+        if entry is None:
+            return None
+        outcome = JobOutcome(job, "cached", entry.samples, entry.sha256, entry.meta)
+        self._finish(job, outcome, rendered_seconds=0.0, wall=0.0)
+        self._notify("cached", job)
+        return outcome
+
+    def _adapt_neighbour(self, job: RenderJob) -> CacheEntry | None:
+        """Re-use a take whose budget differs by one sample (a cue moved at 29.97 fps).
+
+        At frame rates whose frames are not a whole number of samples, moving a cue can change
+        its slot by one sample. The take rendered for the old slot is then padded with one
+        silent sample or loses its last one, instead of a full re-render.
+        """
+        request = job.request
+        target = request.target_samples
+        if target is None:
+            return None
+        for delta in (-1, 1):
+            if target + delta <= request.lead_in_samples + request.lead_out_samples:
+                continue
+            neighbour = replace(request, target_samples=target + delta)
+            entry = self.cache.get(neighbour.cache_key(self.model_identity))
+            if entry is None:
+                continue
+            audio = np.zeros(target, dtype=np.float32)
+            source = entry.audio()
+            n = min(target, len(source))
+            audio[:n] = source[:n]
+            meta = dict(entry.meta)
+            meta["adapted_from"] = entry.key
+            meta["request"] = request.identity()
+            return self.cache.put(
+                job.cache_key, audio, entry.sample_rate, meta, protect=self._protected()
+            )
+        return None
+
+    def _store(self, job: RenderJob, result: SynthesisResult, wall: float) -> JobOutcome:
+        if (
+            job.request.target_samples is not None
+            and len(result.audio) != job.request.target_samples
+        ):
+            raise RenderError(
+                f"The engine returned {len(result.audio)} samples for a budget of "
+                f"{job.request.target_samples}."
+            )
+        meta = {
+            "line_id": job.line_id,
+            "request": job.request.identity(),
+            "model_identity": self.model_identity,
+            "tokens": result.tokens,
+            "mel_frames": result.mel_frames,
+            "natural_tokens": result.natural_tokens,
+            "stage_seconds": dict(result.stage_seconds),
+        }
+        entry = self.cache.put(
+            job.cache_key, result.audio, result.sample_rate, meta, protect=self._protected()
+        )
+        outcome = JobOutcome(job, "rendered", entry.samples, entry.sha256, meta)
+        self._finish(job, outcome, rendered_seconds=entry.duration_s, wall=wall)
+        self._notify("finished", job)
+        return outcome
+
+    def _cancelled(
+        self, job: RenderJob, flag: threading.Event, should_stop: StopCallback | None
+    ) -> JobOutcome:
+        with self._lock:
+            self._running.pop(job.line_id, None)
+            superseded = flag.is_set() and not (should_stop is not None and should_stop())
+            if superseded:
+                self.progress.lines_total -= 1
+                self.progress.audio_seconds_total -= job.expected_seconds
+            else:
+                self._pending.setdefault(job.line_id, job)  # keep it for the next run
+        self._notify("superseded" if superseded else "cancelled", job)
+        return JobOutcome(job, "cancelled")
+
+    def _failed(self, job: RenderJob, exc: Exception) -> JobOutcome:
+        message = str(exc) if isinstance(exc, DubStudioError) else f"{type(exc).__name__}: {exc}"
+        logger.error("Line %s failed to render: %s", job.line_id, message)
+        outcome = JobOutcome(job, "failed", error=message)
+        self._finish(job, outcome, rendered_seconds=0.0, wall=0.0)
+        self._notify("failed", job)
+        return outcome
+
+    def _progress_callback(
+        self, jobs: Sequence[RenderJob], on_progress: ProgressCallback | None
+    ) -> ProgressCallback:
+        def progress(fraction: float, stage: str) -> None:
+            self.progress.current_fraction = fraction
+            if on_progress is not None:
+                on_progress(fraction, stage)
+            for job in jobs:
+                self._notify("progress", job)
+
+        return progress
+
     def _run_job(
         self,
         job: RenderJob,
@@ -530,71 +649,64 @@ class RenderService:
         on_progress: ProgressCallback | None,
         should_stop: StopCallback | None,
     ) -> JobOutcome:
+        self._notify("started", job)
+
+        def stop() -> bool:
+            return flag.is_set() or (should_stop is not None and should_stop())
+
         try:
-            entry = self.cache.get(job.cache_key)
-            if entry is not None:
-                outcome = JobOutcome(job, "cached", entry.samples, entry.sha256, entry.meta)
-                self._finish(job, outcome, rendered_seconds=0.0, wall=0.0)
-                self._notify("cached", job)
-                return outcome
+            began = time.perf_counter()
+            result = synthesizer.synthesize(
+                job.request,
+                on_progress=self._progress_callback([job], on_progress),
+                should_stop=stop,
+            )
+            return self._store(job, result, time.perf_counter() - began)
+        except RenderCancelled:
+            return self._cancelled(job, flag, should_stop)
+        except Exception as exc:  # the worker never dies: a failed line is reported
+            return self._failed(job, exc)
+
+    def _run_batch(
+        self,
+        jobs: list[RenderJob],
+        synthesizer: Synthesizer,
+        on_progress: ProgressCallback | None,
+        should_stop: StopCallback | None,
+    ) -> list[JobOutcome]:
+        """Render several jobs of one voice in one engine call.
+
+        The batch stops when every job in it was superseded (or on the global stop); a job
+        superseded while its batch-mates continue is rendered anyway and its result dropped as
+        stale by `apply` (its audio is still cached under its own key).
+        """
+        with self._lock:
+            flags = [self._running[job.line_id][1] for job in jobs]
+        for job in jobs:
             self._notify("started", job)
 
-            def stop() -> bool:
-                return flag.is_set() or (should_stop is not None and should_stop())
+        def stop() -> bool:
+            return all(f.is_set() for f in flags) or (should_stop is not None and should_stop())
 
-            def progress(fraction: float, stage: str) -> None:
-                self.progress.current_fraction = fraction
-                if on_progress is not None:
-                    on_progress(fraction, stage)
-                self._notify("progress", job)
-
+        try:
             began = time.perf_counter()
-            result = synthesizer.synthesize(job.request, on_progress=progress, should_stop=stop)
-            wall = time.perf_counter() - began
-            if (
-                job.request.target_samples is not None
-                and len(result.audio) != job.request.target_samples
-            ):
-                raise RenderError(
-                    f"The engine returned {len(result.audio)} samples for a budget of "
-                    f"{job.request.target_samples}."
-                )
-            meta = {
-                "line_id": job.line_id,
-                "request": job.request.identity(),
-                "model_identity": self.model_identity,
-                "tokens": result.tokens,
-                "mel_frames": result.mel_frames,
-                "natural_tokens": result.natural_tokens,
-                "stage_seconds": dict(result.stage_seconds),
-            }
-            entry = self.cache.put(
-                job.cache_key, result.audio, result.sample_rate, meta, protect=self._protected()
+            results = synthesizer.synthesize_batch(  # type: ignore[attr-defined]
+                [job.request for job in jobs],
+                on_progress=self._progress_callback(jobs, on_progress),
+                should_stop=stop,
             )
-            outcome = JobOutcome(job, "rendered", entry.samples, entry.sha256, meta)
-            self._finish(job, outcome, rendered_seconds=entry.duration_s, wall=wall)
-            self._notify("finished", job)
-            return outcome
+            wall = (time.perf_counter() - began) / len(jobs)
         except RenderCancelled:
-            with self._lock:
-                self._running.pop(job.line_id, None)
-                superseded = flag.is_set() and not (should_stop is not None and should_stop())
-                if superseded:
-                    self.progress.lines_total -= 1
-                    self.progress.audio_seconds_total -= job.expected_seconds
-                else:
-                    self._pending.setdefault(job.line_id, job)  # keep it for the next run
-            self._notify("superseded" if superseded else "cancelled", job)
-            return JobOutcome(job, "cancelled")
-        except Exception as exc:  # the worker never dies: a failed line is reported
-            message = (
-                str(exc) if isinstance(exc, DubStudioError) else f"{type(exc).__name__}: {exc}"
-            )
-            logger.error("Line %s failed to render: %s", job.line_id, message)
-            outcome = JobOutcome(job, "failed", error=message)
-            self._finish(job, outcome, rendered_seconds=0.0, wall=0.0)
-            self._notify("failed", job)
-            return outcome
+            return [self._cancelled(j, f, should_stop) for j, f in zip(jobs, flags, strict=True)]
+        except Exception as exc:
+            return [self._failed(job, exc) for job in jobs]
+        outcomes = []
+        for job, result in zip(jobs, results, strict=True):
+            try:
+                outcomes.append(self._store(job, result, wall))
+            except Exception as exc:
+                outcomes.append(self._failed(job, exc))
+        return outcomes
 
     def _finish(
         self, job: RenderJob, outcome: JobOutcome, *, rendered_seconds: float, wall: float
@@ -676,6 +788,4 @@ class RenderService:
 
 
 def _with_priority(job: RenderJob, *, explicit: bool, sequence: int) -> RenderJob:
-    from dataclasses import replace
-
     return replace(job, explicit=explicit, sequence=sequence)

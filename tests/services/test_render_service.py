@@ -17,6 +17,8 @@ from dubstudio.services.cache import RenderCache
 from dubstudio.services.export import export_mix, programme_samples
 from dubstudio.services.render_service import RenderService
 
+from .conftest import make_project
+
 
 def _render_all(project: Project, cache: RenderCache, synth: Any) -> RenderService:
     service = RenderService(project, cache, model_identity=synth.identity)
@@ -223,3 +225,56 @@ def test_line_without_voice_is_reported(project: Project, cache: RenderCache, sy
     service = RenderService(project, cache, model_identity=synth.identity)
     assert service.plan() == 3
     assert "No voice" in service.problems[project.lines[0].id]
+
+
+def test_batched_render_gives_the_same_audio_as_single(
+    tmp_path: Path, project: Project, tiny_synth: Any, synth: Any
+) -> None:
+    batched = RenderCache(tmp_path / "batched")
+    service = RenderService(project, batched, model_identity=tiny_synth.identity, batch_size=2)
+    service.plan()
+    first = service.run_next(tiny_synth)  # Ann's two lines in one synthesize_batch call
+    assert [o.status for o in first] == ["rendered", "rendered"]
+    service.render_pending(tiny_synth)
+    single = RenderCache(tmp_path / "single")
+    _render_all(_without_takes(project), single, synth)
+    assert sorted(batched.keys()) == sorted(single.keys())
+    for key in single.keys():
+        assert batched.get(key).sha256 == single.get(key).sha256  # type: ignore[union-attr]
+
+
+def test_one_sample_budget_change_reuses_the_take(
+    tmp_path: Path, voice_wav: Path, synth: Any
+) -> None:
+    from dubstudio.services.cache import RenderCache as Cache
+
+    project = make_project(tmp_path, voice_wav, fps="30000/1001", sample_rate=48000)
+    line = project.lines[3]
+    project.update_line(line.id, end_frame=line.start_frame + 21)  # 21 frames: 33633.6 samples
+    # Find a move that changes the slot by exactly one sample (1601.6 samples/frame).
+    before = project.line_budget(line).slot_samples
+    shift = next(
+        s for s in range(1, 10) if abs(_slot_after_move(project, line.id, s) - before) == 1
+    )
+    cache = Cache(tmp_path / "c")
+    service = _render_all(project, cache, synth)
+    old_audio = np.array(cache.get(line.active_take.cache_key).audio())  # type: ignore[union-attr]
+    synth.calls.clear()
+    project.update_line(
+        line.id, start_frame=line.start_frame + shift, end_frame=line.end_frame + shift
+    )
+    service.render_pending(synth)
+    assert synth.calls == []
+    take = project.line(line.id).active_take
+    assert take is not None and take.n_samples == project.line_budget(line).slot_samples
+    new_audio = cache.get(take.cache_key).audio()  # type: ignore[union-attr]
+    n = min(len(old_audio), len(new_audio))
+    np.testing.assert_array_equal(new_audio[:n], old_audio[:n])
+
+
+def _slot_after_move(project: Project, line_id: str, shift: int) -> int:
+    from dubstudio.core.timing import Slot
+
+    line = project.line(line_id)
+    slot = Slot(line.start_frame + shift, line.end_frame + shift)
+    return slot.n_samples(project.fps, project.sample_rate)
