@@ -238,8 +238,9 @@ def test_batched_render_gives_the_same_audio_as_single(
     service.render_pending(tiny_synth)
     single = RenderCache(tmp_path / "single")
     _render_all(_without_takes(project), single, synth)
-    assert sorted(batched.keys()) == sorted(single.keys())
-    for key in single.keys():
+    keys = sorted(single.keys())
+    assert sorted(batched.keys()) == keys
+    for key in keys:
         assert batched.get(key).sha256 == single.get(key).sha256  # type: ignore[union-attr]
 
 
