@@ -39,15 +39,13 @@ VOICES = {
     "Maya": (
         "Maya (flite slt)",
         "slt",
-        "I keep a notebook by the window. Every night I write down the sounds the old house "
-        "makes, and every morning I try to explain them.",
+        "Every night I write down the sounds the old house makes.",
         "awb",
     ),
     "Otto": (
         "Otto (flite rms)",
         "rms",
-        "There is a perfectly good reason for everything in this house. Pipes, wind, mice. "
-        "Mostly mice, if you ask me.",
+        "There is a good reason for everything. Pipes, wind, mice.",
         "kal16",
     ),
 }
@@ -98,10 +96,10 @@ def main(argv: list[str] | None = None) -> int:
     end_s = max(c.end_ms for c in cues) / 1000 + 1.0
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        # Reference clips, 0.25 s of silence either side, as FLAC (lossless, half the size).
+        # Reference clips (3-4 s: short references clone best), 0.2 s of silence either side, as FLAC (lossless, half the size).
         for character, (_name, voice, text, _orig) in VOICES.items():
             audio = flite(text, voice, tmp / f"{character}.wav")
-            pad = np.zeros(RATE // 4, dtype=np.float32)
+            pad = np.zeros(RATE // 5, dtype=np.float32)
             sf.write(out / f"{character.lower()}.flac", np.concatenate([pad, audio, pad]), RATE)
 
         # The "original dialogue": every cue spoken at its time by another voice, fitted into

@@ -170,6 +170,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.last_error_details = ""
         self.original_audio: tuple[np.ndarray, int] | None = None
         self.undo_stack = UndoStack(self)
+        self.undo_stack.cleanChanged.connect(self._on_clean_changed)
         self.latency = LatencyProbe(10, self)
         self._running_job: Any = None
 
@@ -447,6 +448,10 @@ class MainWindow(QtWidgets.QMainWindow):
             model_identity=self.engine_setup.identity(),
             options=self.render_options,
         )
+
+    @QtCore.Slot(bool)
+    def _on_clean_changed(self, _clean: bool) -> None:
+        self._update_title()
 
     def _update_title(self) -> None:
         name = self.project.path.name if self.project.path else "untitled"
