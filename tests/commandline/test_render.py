@@ -227,3 +227,36 @@ def test_sigkill_mid_render_leaves_project_and_cache_that_continue(
 
 def _already_current(summary: dict[str, Any]) -> int:
     return sum(1 for row in summary["per_line"] if row["status"] == "current")
+
+
+def test_ctrl_c_stops_cleanly_and_keeps_the_cache(tmp_path: Path, bundle: Path) -> None:
+    n_lines = 12
+    path = _project(tmp_path, n_lines)
+    cache_dir = tmp_path / ".dubstudio-cache"
+    cmd = [sys.executable, "-m", "dubstudio.commandline.render", str(path), "--model", str(bundle)]
+    cmd += ["--device", "cpu", "--json", "--out", str(tmp_path / "mix.wav")]
+    proc = subprocess.Popen(
+        cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 240
+    try:
+        while _complete_entries(cache_dir) < 2 and proc.poll() is None:
+            assert time.monotonic() < deadline, "render made no progress"
+            time.sleep(0.02)
+        if proc.poll() is not None:
+            pytest.fail(f"render ended before Ctrl-C: {proc.communicate()[1]!r}")
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, stderr
+    summary = json.loads(stdout)
+    assert summary["interrupted"] is True and summary["files"] == []
+    assert not (tmp_path / "mix.wav").exists()  # no half-finished export
+    cached = _complete_entries(cache_dir)
+    assert 2 <= cached < n_lines
+    # The project was saved with a take for every line that finished.
+    project = load_project(path)
+    with_takes = [line for line in project.lines if line.active_take is not None]
+    assert len(with_takes) == summary["rendered"] >= 2
