@@ -147,12 +147,12 @@ class UpSample1d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, T) -> (B, C, ratio·T)."""
-        c = x.shape[1]
-        x = F.pad(x, (self.pad, self.pad), mode="replicate")
-        x = self.ratio * F.conv_transpose1d(
-            x, self.filter.expand(c, -1, -1), stride=self.ratio, groups=c
-        )
-        return x[..., self.pad_left : -self.pad_right]
+        b, c, t = x.shape
+        # Channels folded into the batch: one (1, 1, K) filter for all, which exports to ONNX
+        # with dynamic shapes (a per-channel expand of the filter does not).
+        x = F.pad(x.reshape(b * c, 1, t), (self.pad, self.pad), mode="replicate")
+        x = self.ratio * F.conv_transpose1d(x, self.filter, stride=self.ratio)
+        return x[..., self.pad_left : -self.pad_right].reshape(b, c, -1)
 
 
 class LowPassFilter1d(nn.Module):
@@ -167,9 +167,9 @@ class LowPassFilter1d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, T) -> (B, C, T // stride)."""
-        c = x.shape[1]
-        x = F.pad(x, (self.pad_left, self.pad_right), mode="replicate")
-        return F.conv1d(x, self.filter.expand(c, -1, -1), stride=self.stride, groups=c)
+        b, c, t = x.shape
+        x = F.pad(x.reshape(b * c, 1, t), (self.pad_left, self.pad_right), mode="replicate")
+        return F.conv1d(x, self.filter, stride=self.stride).reshape(b, c, -1)
 
 
 class DownSample1d(nn.Module):
@@ -300,6 +300,10 @@ class BigVGAN(nn.Module):
         Returns:
             (B, F·hop) waveform in [-1, 1].
         """
+        return self.vocode_graph(mel)
+
+    def vocode_graph(self, mel: torch.Tensor) -> torch.Tensor:
+        """`forward` without the inference-mode guard, for ONNX export and tracing."""
         x = self.conv_pre(mel.float())
         k = self.num_kernels
         for i, up in enumerate(self.ups):

@@ -137,6 +137,10 @@ class HiFiGAN(nn.Module):
         Returns:
             (B, F·hop) waveform in [-1, 1].
         """
+        return self.vocode_graph(mel)
+
+    def vocode_graph(self, mel: torch.Tensor) -> torch.Tensor:
+        """`forward` without the inference-mode guard, for ONNX export and tracing."""
         x = self.conv_pre(mel.float())
         k = self.num_kernels
         for i, up in enumerate(self.ups):

@@ -131,3 +131,21 @@ def test_pretrained_dir_reads_config_json(tmp_path: Path) -> None:
     assert loaded.mel_config.fmax is None and loaded.sample_rate == 22050
     mel = torch.randn(1, 80, 4)
     torch.testing.assert_close(loaded(mel), model(mel))
+
+
+def test_onnx_runtime_vocoder_matches_eager_for_any_frame_count(tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime")
+    from dubstudio.engine.vocoders.onnx import OnnxVocoder
+
+    model = _tiny()
+    cache = tmp_path / "bigvgan.onnx"
+    fast = OnnxVocoder.from_vocoder(model, cache_path=cache)
+    assert isinstance(fast, Vocoder) and cache.is_file()
+    for frames in (3, 41):
+        mel = torch.randn(2, 80, frames)
+        out = fast(mel)
+        assert out.shape == (2, frames * 256)
+        torch.testing.assert_close(out, model(mel), atol=1e-4, rtol=1e-3)
+    reopened = OnnxVocoder.from_vocoder(model, cache_path=cache)  # served from the cache file
+    mel = torch.randn(1, 80, 5)
+    torch.testing.assert_close(reopened(mel), model(mel), atol=1e-4, rtol=1e-3)
