@@ -22,7 +22,7 @@ from fractions import Fraction
 from typing import Any
 
 from dubstudio.core.errors import ValidationError
-from dubstudio.core.model import EmotionSpec, FitMode, Line, Project
+from dubstudio.core.model import EmotionSpec, FitMode, Line, Project, VoiceProfile
 from dubstudio.core.timing import Slot, ms_to_frame, seconds_to_frame
 
 logger = logging.getLogger(__name__)
@@ -118,6 +118,14 @@ class SetLineFields(Command):
         for line_id in reversed(self.line_ids):
             self.project.update_line(line_id, **self._previous.get(line_id, {}))
 
+    def _absorb(self, other: SetLineFields) -> None:
+        """Take over ``other``'s new values; keep our own older values to undo to."""
+        for line_id in self.line_ids:
+            merged = dict(other._previous.get(line_id, {}))
+            merged.update(self._previous.get(line_id, {}))
+            self._previous[line_id] = merged
+        self.changes = dict(other.changes)
+
 
 class EditText(SetLineFields):
     """Change a line's text; consecutive edits of the same line merge into one undo step."""
@@ -132,7 +140,7 @@ class EditText(SetLineFields):
     def merge_with(self, other: Command) -> bool:
         if not isinstance(other, EditText) or other.line_ids != self.line_ids:
             return False
-        self.changes = dict(other.changes)
+        self._absorb(other)
         return True
 
 
@@ -184,7 +192,7 @@ class RetimeLine(SetLineFields):
     def merge_with(self, other: Command) -> bool:
         if not isinstance(other, RetimeLine) or other.line_ids != self.line_ids:
             return False
-        self.changes = dict(other.changes)
+        self._absorb(other)
         return True
 
 
@@ -302,6 +310,52 @@ class SetCharacterVoice(Command):
             line.character == self.character for line in self.project.lines
         ):
             self.project.remove_character(self.character)
+
+
+class SetVoiceProfile(Command):
+    """Add a voice profile, or replace the one with the same id."""
+
+    def __init__(self, project: Project, voice: VoiceProfile) -> None:
+        self.project = project
+        self.voice = voice
+        self._previous: VoiceProfile | None = None
+        verb = "Edit" if project.has_voice(voice.id) else "Add"
+        self.text = f"{verb} voice {voice.name}"
+
+    def do(self) -> None:
+        self._previous = self.project.set_voice(self.voice)
+
+    def undo(self) -> None:
+        if self._previous is None:
+            self.project.remove_voice(self.voice.id)
+        else:
+            self.project.set_voice(self._previous)
+
+
+class RemoveVoiceProfile(Command):
+    """Remove a voice profile; undo gives it back to the lines and characters that used it."""
+
+    def __init__(self, project: Project, voice_id: str) -> None:
+        self.project = project
+        self.voice = project.voice(voice_id)
+        self.text = f"Remove voice {self.voice.name}"
+        self._line_ids: list[str] = []
+        self._characters: list[str] = []
+        self._index = 0
+
+    def do(self) -> None:
+        vid = self.voice.id
+        self._index = [v.id for v in self.project.voices].index(vid)
+        self._line_ids = [line.id for line in self.project.lines if line.voice_id == vid]
+        self._characters = [c for c, v in self.project.characters.items() if v == vid]
+        self.project.remove_voice(vid)
+
+    def undo(self) -> None:
+        self.project.set_voice(self.voice, index=self._index)
+        for character in self._characters:
+            self.project.set_character_voice(character, self.voice.id)
+        for line_id in self._line_ids:
+            self.project.update_line(line_id, voice_id=self.voice.id)
 
 
 class InsertLines(Command):

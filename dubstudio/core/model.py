@@ -759,15 +759,25 @@ class Project:
         except KeyError:
             raise ValidationError(f"No voice profile with id {voice_id!r}.") from None
 
-    def set_voice(self, voice: VoiceProfile) -> VoiceProfile | None:
+    def has_voice(self, voice_id: str) -> bool:
+        """Whether a voice profile with this id exists."""
+        return voice_id in self._voices
+
+    def set_voice(self, voice: VoiceProfile, index: int | None = None) -> VoiceProfile | None:
         """Add or replace a voice profile; returns the previous version (None when new).
 
-        Lines whose audio uses the voice get a new revision when an existing profile changes.
+        A new profile goes to the end, or to position ``index`` of :attr:`voices`. Lines whose
+        audio uses the voice get a new revision when an existing profile changes.
         """
         previous = self._voices.get(voice.id)
         if previous == voice:
             return previous
-        self._voices[voice.id] = voice
+        if previous is None and index is not None:
+            items = list(self._voices.items())
+            items.insert(max(0, min(index, len(items))), (voice.id, voice))
+            self._voices = dict(items)
+        else:
+            self._voices[voice.id] = voice
         self._emit(VoiceProfilesChanged((voice.id,)))
         if previous is not None and _voice_sound_differs(previous, voice):
             self._bump_lines(

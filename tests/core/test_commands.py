@@ -16,12 +16,14 @@ from dubstudio.core.commands import (
     EditText,
     InsertLine,
     MergeLines,
+    RemoveVoiceProfile,
     RetimeLine,
     SetCharacterVoice,
     SetEmotion,
     SetFitMode,
     SetLocked,
     SetSeed,
+    SetVoiceProfile,
     SplitLine,
     UndoStack,
 )
@@ -168,6 +170,8 @@ OPS = st.lists(
                 "fit",
                 "seed",
                 "charvoice",
+                "addvoice",
+                "rmvoice",
                 "undo",
                 "redo",
             ]
@@ -209,6 +213,11 @@ def build_command(project: Project, op: str, n: int) -> Command | None:
             return SetFitMode(project, [line.id], list(FitMode)[n % 3], lead_in_s=(n % 5) / 10)
         if op == "seed" and line:
             return SetSeed(project, [line.id], n)
+        if op == "addvoice":
+            name = f"Voice {n % 4}"
+            return SetVoiceProfile(project, VoiceProfile(f"v{n % 4}", name, language="en"))
+        if op == "rmvoice" and project.voices:
+            return RemoveVoiceProfile(project, project.voices[n % len(project.voices)].id)
         if op == "charvoice":
             return SetCharacterVoice(project, ["Maya", "Otto"][n % 2], ["v1", "v2", None][n % 3])
     except ValidationError:
@@ -216,7 +225,7 @@ def build_command(project: Project, op: str, n: int) -> Command | None:
     return None
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(ops=OPS)
 def test_do_undo_redo_invariants(ops: list[tuple[str, int]]) -> None:
     """Undoing everything restores the start; redoing everything restores the end; revisions
@@ -250,3 +259,32 @@ def test_do_undo_redo_invariants(ops: list[tuple[str, int]]) -> None:
         assert state(project) == expected
     ids = [line.id for line in project.lines]
     assert len(ids) == len(set(ids))
+
+
+def test_merge_after_a_no_op_edit_still_undoes_to_the_start() -> None:
+    project = make_project()
+    stack = UndoStack()
+    line = project.lines[1]
+    stack.push(EditText(project, line.id, "Five six"))  # no change
+    stack.push(EditText(project, line.id, "Five sixty"))  # merges into the no-op
+    assert len(stack) == 1
+    stack.undo()
+    assert line.text == "Five six"
+
+
+def test_voice_profile_commands_restore_order_and_users() -> None:
+    project = make_project()
+    stack = UndoStack()
+    line = project.lines[0]
+    stack.push(AssignVoice(project, [line.id], "v1"))
+    stack.push(SetCharacterVoice(project, "Otto", "v1"))
+    before = state(project)
+    stack.push(RemoveVoiceProfile(project, "v1"))
+    assert line.voice_id is None and project.characters["Otto"] is None
+    stack.undo()
+    assert state(project) == before
+    assert [v.id for v in project.voices] == ["v1", "v2"]
+    stack.push(SetVoiceProfile(project, VoiceProfile("v3", "Third")))
+    assert stack.undo_text == "Add voice Third"
+    stack.undo()
+    assert not project.has_voice("v3")
