@@ -19,6 +19,7 @@ The budget is applied at three levels, all derived from one call of
 
 from __future__ import annotations
 
+import importlib
 import logging
 import math
 import threading
@@ -43,6 +44,7 @@ from dubstudio.engine.api import (
     VoiceRef,
     raise_if_stopped,
 )
+from dubstudio.engine.audio import resample
 from dubstudio.engine.bundles import KIND_OFFICIAL, KIND_SMALL, ModelBundle, load_bundle
 from dubstudio.engine.device import autocast_context, select_device
 from dubstudio.engine.reference import (
@@ -50,7 +52,6 @@ from dubstudio.engine.reference import (
     ReferenceEncoder,
     ReferenceFeatures,
     load_reference,
-    resample,
 )
 
 log = logging.getLogger(__name__)
@@ -200,7 +201,7 @@ def _build_small(bundle: ModelBundle, device: torch.device) -> EngineComponents:
 
         return build_tiny_components(bundle, device)  # type: ignore[no-any-return]
     try:
-        from dubstudio.engine import small
+        small = importlib.import_module("dubstudio.engine.small")
     except ImportError as exc:
         raise ModelLoadError(
             f"{bundle.root} needs the bundled-model components (dubstudio.engine.small): {exc}"
@@ -340,7 +341,7 @@ class Synthesizer:
         audio, rate = load_reference(clip.audio_path, clip.trim_start_s, clip.trim_end_s)
         feats = c.reference_encoder.encode(audio, rate).to(self.device)
         with autocast_context(self.device):
-            vec = c.t2s.emotion_vector(feats.emotion_feats).float()
+            vec: torch.Tensor = c.t2s.emotion_vector(feats.emotion_feats).float()
         with self._lock:
             self._emotions[key] = vec
             while len(self._emotions) > VOICE_CACHE_SIZE:
@@ -409,11 +410,12 @@ class Synthesizer:
         if request.fit_dial < 1.0 and natural is not None:
             # Speech length between the natural one and the slot; the rest becomes lead-out.
             natural_samples = natural * Fraction(request.sample_rate) / self.bundle.token_rate
+            dial = Fraction(request.fit_dial).limit_denominator(1_000_000)
             speech = min(
                 speech,
                 max(
                     1,
-                    round_half_up(natural_samples + request.fit_dial * (speech - natural_samples)),
+                    round_half_up(natural_samples + dial * (speech - natural_samples)),
                 ),
             )
         tokens, frames = budget_for_samples(

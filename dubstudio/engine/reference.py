@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from dubstudio.core.errors import ValidationError
+from dubstudio.engine.audio import resample
 
 log = logging.getLogger(__name__)
 
@@ -113,15 +114,6 @@ def load_reference(
             "region."
         )
     return np.ascontiguousarray(audio), int(rate)
-
-
-def resample(audio: torch.Tensor, orig: int, new: int) -> torch.Tensor:
-    """Band-limited resampling along the last axis (torchaudio's sinc interpolation)."""
-    if orig == new:
-        return audio
-    import torchaudio
-
-    return torchaudio.functional.resample(audio, orig, new)
 
 
 class OfficialReferenceEncoder:
