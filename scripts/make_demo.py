@@ -96,7 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     end_s = max(c.end_ms for c in cues) / 1000 + 1.0
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        # Reference clips (3-4 s: short references clone best), 0.2 s of silence either side, as FLAC (lossless, half the size).
+        # Reference clips (about 4 s: short references clone best) with 0.2 s of silence either
+        # side, as FLAC (lossless, half the size of WAV).
         for character, (_name, voice, text, _orig) in VOICES.items():
             audio = flite(text, voice, tmp / f"{character}.wav")
             pad = np.zeros(RATE // 5, dtype=np.float32)

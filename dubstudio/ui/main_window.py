@@ -222,7 +222,7 @@ class MainWindow(QtWidgets.QMainWindow):
         top.addWidget(self.table)
         top.setStretchFactor(0, 2)
         top.setStretchFactor(1, 3)
-        top.setSizes([520, 780])
+        top.setSizes([430, 870])
         main = QtWidgets.QSplitter(QtCore.Qt.Orientation.Vertical)
         main.addWidget(top)
         main.addWidget(self.timeline)

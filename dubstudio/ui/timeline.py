@@ -97,7 +97,7 @@ class LineRegionItem(pg.LinearRegionItem):
         self.label = pg.InfLineLabel(
             self.lines[0], text="", position=0.55, anchors=[(0, 0.5), (0, 0.5)]
         )
-        self.label.setColor(pg.mkColor(20, 20, 20))
+        self.label.setColor(pg.mkColor(235, 235, 235))
         self.apply(spec, fps, selected=False)
 
     def apply(self, spec: RegionSpec, fps: Fraction, *, selected: bool) -> None:
@@ -108,8 +108,7 @@ class LineRegionItem(pg.LinearRegionItem):
             self.setRegion((float(spec.start_frame / fps), float(spec.end_frame / fps)))
         finally:
             self.blockSignals(False)
-        text = spec.label.replace("\n", " ")
-        self.label.setFormat(text if len(text) <= 40 else text[:39] + "…")
+        self.fit_label()
         red, green, blue = FORECAST_COLOURS.get(spec.forecast, FORECAST_COLOURS["unknown"])
         alpha = 120 if selected else 55
         self.setBrush(pg.mkBrush(red, green, blue, alpha))
@@ -119,6 +118,20 @@ class LineRegionItem(pg.LinearRegionItem):
             line.setPen(edge)
             line.setHoverPen(pg.mkPen(255, 255, 255, 255, width=3))
         self.update()
+
+    def fit_label(self) -> None:
+        """Elide the label to the region's width on screen (labels never run into neighbours)."""
+        text = self.spec.label.replace("\n", " ")
+        view = self.getViewBox()
+        if view is None or view.width() <= 0:
+            self.label.setFormat(text if len(text) <= 40 else text[:39] + "…")
+            return
+        left, right = view.viewRange()[0]
+        seconds = self.lines[1].value() - self.lines[0].value()
+        pixels = int(seconds / max(1e-9, right - left) * view.width()) - 8
+        metrics = QtGui.QFontMetrics(self.label.textItem.font())
+        elided = metrics.elidedText(text, QtCore.Qt.TextElideMode.ElideRight, max(0, pixels))
+        self.label.setFormat(elided if pixels > metrics.horizontalAdvance("…") else "")
 
 
 class FrameGridItem(pg.GraphicsObject):
@@ -208,6 +221,12 @@ class TimelineWidget(pg.PlotWidget):
             text.setZValue(-10)
             self.addItem(text, ignoreBounds=True)
         self.scene().sigMouseClicked.connect(self._on_scene_clicked)
+        self.view.sigXRangeChanged.connect(self._refit_labels)
+        self.view.sigResized.connect(self._refit_labels)
+
+    def _refit_labels(self, *_args: object) -> None:
+        for region in self.regions.values():
+            region.fit_label()
 
     # -- content ------------------------------------------------------------------------------
 
@@ -245,6 +264,7 @@ class TimelineWidget(pg.PlotWidget):
             region.sigRegionChangeFinished.connect(self._on_region_finished)
             self.regions[spec.line_id] = region
             self.addItem(region)
+            region.fit_label()
         else:
             region.apply(spec, self.fps, selected=selected)
 
@@ -286,7 +306,9 @@ class TimelineWidget(pg.PlotWidget):
             self.take_curves[line_id] = curve
             self.addItem(curve)
         x, y = envelope(np.asarray(samples, dtype=np.float32), bins=1000)
-        curve.setData(start_s + x / sample_rate, 0.5 + 0.48 * np.clip(y, -1.0, 1.0))
+        # Shown peak-normalised like the original track, so quiet takes are still readable.
+        peak = max(0.05, float(np.max(np.abs(y))))
+        curve.setData(start_s + x / sample_rate, 0.5 + 0.48 * np.clip(y / peak, -1.0, 1.0))
 
     def has_take_curve(self, line_id: str) -> bool:
         """Whether a take waveform is shown for ``line_id`` (used by tests and the status bar)."""
