@@ -231,6 +231,8 @@ class RenderService:
         self._playhead_s: float | None = None
         self._visible: tuple[float, float] | None = None
         self._latest_revision: dict[str, int] = {}
+        self._protected_keys: set[str] = set()
+        self._refresh_protected()
         self._unsubscribe: Callable[[], None] | None = (
             project.subscribe(self._on_project_event) if watch else None
         )
@@ -318,6 +320,7 @@ class RenderService:
                 self._drop(line_id)
                 continue
             queued += self._enqueue(line_id, explicit=False)
+        self._refresh_protected()
         return queued
 
     def request(self, line_ids: Sequence[str], *, new_take: bool = False) -> int:
@@ -726,10 +729,15 @@ class RenderService:
                 self.progress.render_seconds += wall
 
     def _protected(self) -> set[str]:
-        # Selected takes of the project must survive eviction.
-        return {
-            take.cache_key for line in self.project.lines if (take := line.active_take) is not None
-        }
+        # Selected takes of the project must survive eviction. The set is refreshed on the
+        # project's thread (`plan`, `apply`), so the rendering thread never walks the project.
+        with self._lock:
+            return set(self._protected_keys)
+
+    def _refresh_protected(self) -> None:
+        keys = {take.cache_key for line in self.project.lines if (take := line.active_take)}
+        with self._lock:
+            self._protected_keys = keys
 
     # -- results (project thread) --------------------------------------------------------------
 
@@ -761,6 +769,8 @@ class RenderService:
             line_revision=job.revision,
         )
         add_take(self.project, job.line_id, take)
+        with self._lock:
+            self._protected_keys.add(job.cache_key)
         return True
 
     def render_pending(
