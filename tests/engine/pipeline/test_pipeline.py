@@ -238,3 +238,19 @@ def test_long_text_is_segmented_within_the_budget(
     )
     assert len(result.audio) == 48000 * 8
     assert result.tokens == 400
+
+
+@given(
+    weights=st.lists(st.integers(1, 200), min_size=1, max_size=12),
+    extra=st.integers(0, 5000),
+)
+def test_budget_split_across_segments_is_exact(weights: list[int], extra: int) -> None:
+    from dubstudio.engine.pipeline import _split_counts
+
+    total = len(weights) + extra
+    parts = _split_counts(total, weights)
+    assert sum(parts) == total
+    assert min(parts) >= 1
+    # Proportional within one unit of the ideal share.
+    for part, w in zip(parts, weights, strict=True):
+        assert abs((part - 1) - extra * w / sum(weights)) < 1 + 1e-9
