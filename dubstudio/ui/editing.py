@@ -1,10 +1,7 @@
 """The one place the editor builds undoable edit commands.
 
 Views never change the project; they call the main window, which asks this module for a command
-(``do()``, ``undo()``, ``text``) and pushes it on the undo stack. Line edits, inserts, deletes,
-splits, merges and character voices are `dubstudio.core.commands`; adding, replacing and
-removing voice profiles has no core command yet, so the two small commands below do it through
-the project's public methods.
+(``do()``, ``undo()``, ``text``) from `dubstudio.core.commands` and pushes it on the undo stack.
 """
 
 from __future__ import annotations
@@ -13,44 +10,6 @@ from typing import Any
 
 from dubstudio.core import commands
 from dubstudio.core.model import Line, Project, VoiceProfile
-
-
-class _SetVoice:
-    def __init__(self, project: Project, voice: VoiceProfile, text: str) -> None:
-        self.project, self.voice, self.text = project, voice, text
-        self._previous: VoiceProfile | None = None
-
-    def do(self) -> None:
-        self._previous = self.project.set_voice(self.voice)
-
-    def undo(self) -> None:
-        if self._previous is None:
-            self.project.remove_voice(self.voice.id)
-        else:
-            self.project.set_voice(self._previous)
-
-
-class _RemoveVoice:
-    def __init__(self, project: Project, voice_id: str, text: str) -> None:
-        self.project, self.voice_id, self.text = project, voice_id, text
-        self._voice: VoiceProfile | None = None
-        self._lines: dict[str, str | None] = {}
-        self._characters: dict[str, str | None] = {}
-
-    def do(self) -> None:
-        self._lines = {
-            line.id: line.voice_id for line in self.project.lines if line.voice_id == self.voice_id
-        }
-        self._characters = {c: v for c, v in self.project.characters.items() if v == self.voice_id}
-        self._voice = self.project.remove_voice(self.voice_id)
-
-    def undo(self) -> None:
-        assert self._voice is not None
-        self.project.set_voice(self._voice)
-        for character, voice_id in self._characters.items():
-            self.project.set_character_voice(character, voice_id)
-        for line_id, voice_id in self._lines.items():
-            self.project.update_line(line_id, voice_id=voice_id)
 
 
 def update_line(project: Project, line_id: str, changes: dict[str, Any]) -> Any:
@@ -123,13 +82,12 @@ def merge_lines(project: Project, first_id: str, second_id: str) -> Any:
 
 def set_voice(project: Project, voice: VoiceProfile) -> Any:
     """Command: add or replace a voice profile."""
-    verb = "Edit" if any(v.id == voice.id for v in project.voices) else "Add"
-    return _SetVoice(project, voice, f"{verb} voice '{voice.name}'")
+    return commands.SetVoiceProfile(project, voice)
 
 
 def remove_voice(project: Project, voice_id: str) -> Any:
     """Command: remove a voice profile (lines and characters fall back to no voice)."""
-    return _RemoveVoice(project, voice_id, f"Remove voice '{project.voice(voice_id).name}'")
+    return commands.RemoveVoiceProfile(project, voice_id)
 
 
 def set_character_voice(project: Project, character: str, voice_id: str | None) -> Any:

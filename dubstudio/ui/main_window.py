@@ -716,11 +716,8 @@ class MainWindow(QtWidgets.QMainWindow):
             if analysis.warnings:
                 text += "\n⚠ " + "\n⚠ ".join(analysis.warnings)
             self.voice_panel.show_analysis(voice_id, text)
-            if self.project.has_voice(voice_id) if hasattr(self.project, "has_voice") else True:
-                try:
-                    voice = self.project.voice(voice_id)
-                except DubStudioError:
-                    return
+            if self.project.has_voice(voice_id):
+                voice = self.project.voice(voice_id)
                 rate = round(float(analysis.syllables_per_second), 2)
                 if rate > 0 and voice.speaking_rate != rate:
                     # Measured, not typed: not an undo step of its own.

@@ -75,6 +75,7 @@ class VoicePanel(QtWidgets.QWidget):
         assign = QtWidgets.QHBoxLayout()
         self.character_combo = QtWidgets.QComboBox()
         assign_button = QtWidgets.QPushButton("Assign")
+        assign_button.setObjectName("assign-voice")
         assign_button.setToolTip("Make this the character's voice")
         assign_button.clicked.connect(self._assign)
         assign.addWidget(self.character_combo, 1)

@@ -1,0 +1,74 @@
+"""Voice-profile panel and emotion presets, through the real widgets."""
+
+from __future__ import annotations
+
+from PySide6 import QtCore, QtGui, QtWidgets
+from PySide6.QtTest import QTest
+
+from dubstudio.core.model import EmotionMode
+
+
+def test_drop_import_trim_assign_and_undo(make_window, voiced_project, voice_wav, qtbot):
+    window = make_window(voiced_project)
+    panel = window.voice_panel
+
+    mime = QtCore.QMimeData()
+    mime.setUrls([QtCore.QUrl.fromLocalFile(str(voice_wav))])
+    drop = QtGui.QDropEvent(
+        QtCore.QPointF(10, 10), QtCore.Qt.DropAction.CopyAction, mime,
+        QtCore.Qt.MouseButton.NoButton, QtCore.Qt.KeyboardModifier.NoModifier,
+    )  # fmt: skip
+    panel.dropEvent(drop)
+    assert len(voiced_project.voices) == 2
+    new = voiced_project.voices[-1]
+    assert new.name == "voice" and panel.list.count() == 2
+
+    panel.list.setCurrentRow(1)
+    assert panel.current_voice_id() == new.id
+    assert panel.wave_curve.xData is not None and len(panel.wave_curve.xData) > 0
+    panel.trim_region.setRegion((0.5, 2.25))  # as a drag of the trim edges would end
+    clip = voiced_project.voice(new.id).clips[0]
+    assert (clip.trim_start_s, clip.trim_end_s) == (0.5, 2.25)
+
+    panel.name_edit.setText("Narrator")
+    panel.name_edit.editingFinished.emit()
+    assert voiced_project.voice(new.id).name == "Narrator"
+
+    panel.character_combo.setCurrentText("OTTO")
+    otto_line = voiced_project.lines[1]
+    revision = otto_line.revision
+    QTest.mouseClick(
+        panel.findChild(QtWidgets.QPushButton, "assign-voice"), QtCore.Qt.MouseButton.LeftButton
+    )
+    assert voiced_project.characters["OTTO"] == new.id
+    assert otto_line.revision > revision  # a new voice is a new render
+    assert "Narrator" in window.table_model.index(1, 5).data()
+
+    window.undo_stack.undo()  # assignment
+    assert voiced_project.characters["OTTO"] == "v1"
+    window.undo_stack.undo()  # rename
+    window.undo_stack.undo()  # trim
+    assert voiced_project.voice(new.id).clips[0].trim_end_s is None
+    window.undo_stack.undo()  # import
+    assert len(voiced_project.voices) == 1
+
+    qtbot.waitUntil(lambda: new.id in panel.analysis_text, timeout=120_000)  # engine analysis
+    assert "syllables/s" in panel.analysis_text[new.id] or "⚠" in panel.analysis_text[new.id]
+
+
+def test_emotion_presets_with_number_keys(make_window, voiced_project, monkeypatch):
+    window = make_window(voiced_project)
+    first, _second, third = voiced_project.lines  # MAYA, OTTO, MAYA
+    window.select_line(first.id)
+    panel = window.emotion_panel
+    panel.mode_combo.setCurrentIndex(panel.mode_combo.findData(EmotionMode.SLIDERS.value))
+    panel.sliders[0].setValue(80)  # happy
+    window.save_preset("cheerful")
+    assert panel.preset_combo.itemText(0) == "1: cheerful"
+
+    window.select_line(third.id)
+    assert third.emotion.mode is EmotionMode.SAME_AS_VOICE
+    shortcut = next(a for a in window.actions() if a.shortcut().toString() == "1")
+    shortcut.trigger()
+    assert third.emotion.mode is EmotionMode.SLIDERS and third.emotion.vector[0] == 0.8
+    assert panel.sliders[0].value() == 80  # the panel follows the model
