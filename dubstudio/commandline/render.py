@@ -75,6 +75,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "--start-timecode", metavar="HH:MM:SS:FF", help="programme start (BWF time reference)"
     )
     parser.add_argument("--cache", metavar="DIR", help="render cache folder")
+    parser.add_argument(
+        "--cache-max-gb", type=float, default=None, help="cache size limit (least recently used go)"
+    )
     parser.add_argument("--bit-depth", type=int, choices=(16, 24, 32), default=None)
     parser.add_argument(
         "--soft-limit", action="store_true", help="soft-limit peaks instead of clipping"
@@ -185,6 +188,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         cache_root = user_cache_dir()
     cache = RenderCache(cache_root)
+    if args.cache_max_gb is not None:
+        cache.max_bytes = int(args.cache_max_gb * 1024**3)
     cache.scrub()
 
     from dubstudio.engine.bundles import load_bundle
