@@ -695,9 +695,14 @@ class MainWindow(QtWidgets.QMainWindow):
         """Ask the engine for the eight emotion values of a description."""
 
         def run(synth: Any) -> Any:
-            method = getattr(synth, "text_to_emotion", None)
+            method = getattr(synth, "text_to_emotion", None) or getattr(
+                getattr(synth, "components", None), "text_to_emotion", None
+            )
             if method is None:
-                raise DubStudioError("This model has no text-to-emotion head.")
+                raise DubStudioError(
+                    "This model cannot read emotion descriptions; use the sliders or an "
+                    "emotion clip instead."
+                )
             return tuple(float(v) for v in method(text))
 
         self.engine.worker.add_task(TaskJob("text_to_emotion", run))

@@ -149,19 +149,27 @@ class FrameGridItem(pg.GraphicsObject):
             return QtCore.QRectF()
         return view.viewRect()
 
-    def paint(self, painter: QtGui.QPainter, *args: object) -> None:
+    def frames_in_view(self) -> range:
+        """Frame boundaries drawn now: all visible ones when frames are wide enough, else none."""
         view = self.getViewBox()
         if view is None:
+            return range(0)
+        left, right = view.viewRange()[0]
+        width_px = max(1.0, float(view.width()))
+        fps = float(self.fps)
+        frames_visible = (right - left) * fps
+        if frames_visible <= 0 or width_px / frames_visible < _GRID_MIN_PX_PER_FRAME:
+            return range(0)
+        return range(max(0, math.floor(left * fps)), math.ceil(right * fps) + 1)
+
+    def paint(self, painter: QtGui.QPainter, *args: object) -> None:
+        view = self.getViewBox()
+        frames = self.frames_in_view()
+        if view is None or not frames:
             return
         rect = view.viewRect()
-        width_px = max(1.0, view.width())
-        frames_visible = rect.width() * float(self.fps)
-        if frames_visible <= 0 or width_px / frames_visible < _GRID_MIN_PX_PER_FRAME:
-            return
-        first = math.floor(rect.left() * float(self.fps))
-        last = math.ceil(rect.right() * float(self.fps))
         painter.setPen(self._pen)
-        for frame in range(max(0, first), last + 1):
+        for frame in frames:
             x = frame / float(self.fps)
             painter.drawLine(QtCore.QPointF(x, rect.top()), QtCore.QPointF(x, rect.bottom()))
 

@@ -47,6 +47,11 @@ def test_demo_project_opens_with_voices_and_video(make_window, tmp_path, qtbot):
     assert np.abs(samples).max() > 0.05
     assert window.timeline.original_curve.xData is not None
 
+    window.set_playhead(2.0)  # the playhead drives the video...
+    qtbot.waitUntil(lambda: abs(window.video.player.position() - 2000) <= 40, timeout=10_000)
+    window.video.seek(5.0)  # ...and the video drives the playhead
+    qtbot.waitUntil(lambda: abs(window.timeline.playhead.value() - 5.0) <= 0.04, timeout=10_000)
+
 
 def test_demo_assets_are_small():
     total = sum(p.stat().st_size for p in DEMO_DIR.iterdir() if p.is_file())

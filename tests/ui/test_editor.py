@@ -192,3 +192,49 @@ def test_timecode_display_uses_project_rate(make_window, voiced_project):
     voiced_project.set_fps(Fraction(30000, 1001), keep_times=False)
     window = make_window(voiced_project)
     assert window.table_model.index(0, LineTableModel.COL_IN).data() == "00:00:00;25"
+
+
+def test_zoom_shows_frame_grid_and_keys_navigate(make_window, voiced_project, qtbot):
+    window = make_window(voiced_project)
+    window.resize(1400, 900)
+    window.show()
+    qtbot.waitExposed(window)
+    timeline = window.timeline
+    timeline.view.setXRange(0, 20, padding=0)
+    assert not timeline.grid.frames_in_view()  # 500 frames in ~1000 px: no grid
+    window.set_playhead(1.5)
+    for _ in range(5):
+        qtbot.keyClick(timeline, QtCore.Qt.Key.Key_Plus)  # zoom in around the playhead
+    left, right = timeline.view.viewRange()[0]
+    assert right - left < 1.0 and left <= 1.5 <= right
+    frames = timeline.grid.frames_in_view()
+    assert frames and frames[0] <= 37 <= frames[-1]  # 1.5 s = frame 37.5 at 25 fps
+
+    window.select_line(voiced_project.lines[0].id)
+    action = next(a for a in window.actions() if a.shortcut().toString() == "Ctrl+Down")
+    action.trigger()
+    assert window.current_line_id == voiced_project.lines[1].id
+    assert window.playhead_s == 55 / 25  # seeks to the line's first frame
+    assert window.inspector.title.text().startswith("Line 2 of 3")
+    assert window.table.currentIndex().row() == 1
+
+
+def test_split_merge_insert_delete_undo(make_window, voiced_project):
+    window = make_window(voiced_project)
+    first = voiced_project.lines[0]
+    window.select_line(first.id)
+    window.set_playhead(1.4)  # frame 35, inside 25..50
+    window.split_line()
+    assert len(voiced_project) == 4 and first.end_frame == 35
+    assert voiced_project.lines[1].start_frame == 35
+    assert len(window.timeline.regions) == 4
+    window.merge_with_next()
+    assert len(voiced_project) == 3 and first.end_frame == 50
+    window.insert_line()
+    assert len(voiced_project) == 4 and window.table_model.rowCount() == 4
+    window.delete_selected()
+    assert len(voiced_project) == 3
+    for _ in range(4):
+        window.undo_stack.undo()
+    assert len(voiced_project) == 3 and (first.start_frame, first.end_frame) == (25, 50)
+    assert first.text == "Did you hear that?"
