@@ -112,6 +112,28 @@ class _StopFlag:
         return self.event.is_set()
 
 
+class _LazySynthesizer:
+    """Loads the model on first use; the bundle's identity is known without loading it."""
+
+    def __init__(self, load: Any) -> None:
+        self._load = load
+        self._synth: Any = None
+        self.identity = ""
+
+    def _get(self) -> Any:
+        if self._synth is None:
+            self._synth = self._load()
+        return self._synth
+
+    def synthesize(self, request: Any, **kwargs: Any) -> Any:
+        return self._get().synthesize(request, **kwargs)
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the model was needed."""
+        return self._synth is not None
+
+
 def _emotion_override(values: list[str]) -> Any:
     from dubstudio.core.errors import ValidationError
     from dubstudio.core.model import EmotionSpec
@@ -197,7 +219,9 @@ def run(args: argparse.Namespace) -> int:
 
     model_name = args.model or str(project.settings.get("model", "default"))
     bundle = load_bundle(model_name)
-    synthesizer = Synthesizer.from_bundle(bundle, device=args.device)
+    # The weights load only when a line misses the cache: a re-run with nothing changed is fast.
+    synthesizer = _LazySynthesizer(lambda: Synthesizer.from_bundle(bundle, device=args.device))
+    synthesizer.identity = bundle.identity
     options = RequestOptions(default_voice=voice, emotion_override=emotion, cfm_steps=args.steps)
 
     status: dict[str, str] = {}
@@ -312,7 +336,11 @@ def run(args: argparse.Namespace) -> int:
     summary = {
         "input": str(args.input),
         "kind": kind,
-        "model": {"name": bundle.name, "identity": synthesizer.identity},
+        "model": {
+            "name": bundle.name,
+            "identity": synthesizer.identity,
+            "loaded": synthesizer.loaded,
+        },
         "cache": str(cache_root),
         "lines": len(project.lines),
         "rendered": sum(1 for s in status.values() if s == "rendered"),

@@ -114,6 +114,7 @@ def test_subtitles_plus_one_voice_renders_and_exports(tmp_path: Path, bundle: Pa
     # Same command again: nothing is rendered, everything comes from the cache.
     again = json.loads(_render(*common, "--emotion", "happy=0.7").stdout)
     assert (again["rendered"], again["cached"]) == (0, 3)
+    assert again["model"]["loaded"] is False  # nothing to render: the weights never load
 
     # The recipe re-creates the same audio into a cold cache.
     remade = json.loads(
