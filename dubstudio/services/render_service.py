@@ -320,7 +320,19 @@ class RenderService:
                 self._drop(line_id)
                 continue
             queued += self._enqueue(line_id, explicit=False)
-        self._refresh_protected()
+        if line_ids is None:
+            self._refresh_protected()
+        else:
+            # Cheap incremental update (an edit re-plans one line); stale extra keys only
+            # protect a little more than needed until the next full plan.
+            keys = {
+                take.cache_key
+                for line_id in ids
+                if self.project.has_line(line_id)
+                and (take := self.project.line(line_id).active_take) is not None
+            }
+            with self._lock:
+                self._protected_keys |= keys
         return queued
 
     def request(self, line_ids: Sequence[str], *, new_take: bool = False) -> int:
