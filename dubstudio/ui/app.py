@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import sys
 from pathlib import Path
 
-from PySide6 import QtCore, QtGui, QtWidgets
+from PySide6 import QtGui, QtWidgets
 
 from dubstudio.core.errors import DubStudioError
 from dubstudio.ui import files
@@ -22,10 +23,9 @@ DEMO_PROJECT = "demo.dubproj"
 
 def user_demo_dir() -> Path:
     """Writable copy of the demo (so the user can save it and its render cache lives there)."""
-    base = QtCore.QStandardPaths.writableLocation(
-        QtCore.QStandardPaths.StandardLocation.AppDataLocation
-    )
-    return Path(base or Path.home() / ".local" / "share" / "dubstudio") / "demo"
+    from dubstudio.engine.bundles import user_data_dir
+
+    return user_data_dir() / "demo"
 
 
 def demo_project_path(target: Path | None = None) -> Path:
@@ -54,6 +54,9 @@ def application(argv: list[str] | None = None) -> QtWidgets.QApplication:
     """The running QApplication (created on first call)."""
     app = QtWidgets.QApplication.instance()
     if app is None:
+        # QtMultimedia probes optional system libraries (VA-API, PipeWire) and logs every miss;
+        # those lines mean nothing to a user.
+        os.environ.setdefault("QT_LOGGING_RULES", "qt.multimedia.symbolsresolver=false")
         app = QtWidgets.QApplication(argv if argv is not None else sys.argv[:1])
         app.setApplicationName("DubStudio")
         app.setOrganizationName("DubStudio")

@@ -469,6 +469,10 @@ class MainWindow(QtWidgets.QMainWindow):
             if {"takes", "active_take_id", "start_frame"} & event.fields:
                 self._show_take(line_id)
             self._refresh_render_state(line_id)
+            if "revision" in event.fields:
+                # The render service hears the same event after this view and queues the line;
+                # show "queued" once it has.
+                QtCore.QTimer.singleShot(0, self, lambda: self._refresh_render_state(line_id))
             if line_id == self.current_line_id:
                 self.inspector.show_line(line_id)
                 if "emotion" in event.fields:
