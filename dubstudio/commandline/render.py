@@ -399,6 +399,9 @@ def main(argv: list[str] | None = None) -> int:
     except DubStudioError as exc:
         print(f"dubstudio: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("dubstudio: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -168,6 +168,7 @@ def _complete_entries(cache_dir: Path) -> int:
     return len(list((cache_dir / "objects").glob("*/*.json"))) if cache_dir.exists() else 0
 
 
+@pytest.mark.slow
 def test_sigkill_mid_render_leaves_project_and_cache_that_continue(
     tmp_path: Path, bundle: Path
 ) -> None:
@@ -230,6 +231,7 @@ def _already_current(summary: dict[str, Any]) -> int:
     return sum(1 for row in summary["per_line"] if row["status"] == "current")
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_cleanly_and_keeps_the_cache(tmp_path: Path, bundle: Path) -> None:
     n_lines = 12
     path = _project(tmp_path, n_lines)
