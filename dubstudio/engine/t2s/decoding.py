@@ -129,12 +129,18 @@ def process_scores(
 def _gumbel(
     shape: torch.Size, generator: torch.Generator | None, device: torch.device
 ) -> torch.Tensor:
-    u = torch.rand(shape, generator=generator, device=device)
+    # Noise is drawn on the generator's own device, so a CPU generator also drives a GPU
+    # model (and gives the same draws on every device).
+    source = generator.device if generator is not None else device
+    u = torch.rand(shape, generator=generator, device=source).to(device)
     return -torch.log(-torch.log(u.clamp_(1e-20, 1.0 - 1e-7)))
 
 
 class _Stepper:
-    """Runs the GPT one position at a time, with a KV cache or by full recomputation."""
+    """Runs the GPT one position at a time, with a KV cache or by full recomputation.
+
+    The prompt is prefilled once per line and then copied for each beam.
+    """
 
     def __init__(
         self,
@@ -143,18 +149,28 @@ class _Stepper:
         key_valid: torch.Tensor | None,
         use_cache: bool,
         capacity: int,
+        beams: int,
     ) -> None:
         self.model = model
         self.key_valid = key_valid
-        self.use_cache = use_cache
+        self.beams = beams
+        self.prompt = x0.shape[1]
         self.cache: KVCache | None = None
         self.seq = x0
         if use_cache:
             self.cache = model.gpt.new_cache(x0.shape[0], capacity)
 
     def first(self) -> torch.Tensor:
-        """Hidden (after ln_f) of the last prefix position, `(N, D)`."""
-        return self.model.gpt(self.seq, key_valid=self.key_valid, cache=self.cache)[:, -1]
+        """Hidden (after ln_f) of the last prompt position, `(N, D)` (N = lines x beams)."""
+        hidden = self.model.gpt(self.seq, key_valid=self.key_valid, cache=self.cache)[:, -1]
+        if self.beams > 1:
+            if self.cache is not None:
+                self.cache.repeat_rows(self.beams)
+            self.seq = self.seq.repeat_interleave(self.beams, dim=0)
+            if self.key_valid is not None:
+                self.key_valid = self.key_valid.repeat_interleave(self.beams, dim=0)
+            hidden = hidden.repeat_interleave(self.beams, dim=0)
+        return hidden
 
     def step(self, emb: torch.Tensor) -> torch.Tensor:
         """Feed `(N, D)` embeddings of the next position; return its hidden `(N, D)`."""
@@ -164,7 +180,7 @@ class _Stepper:
         return self.model.gpt(self.seq, key_valid=self.key_valid)[:, -1]
 
     def select(self, rows: torch.Tensor, compact: bool) -> None:
-        """Reorder (beams) or keep only (finished lines dropped) the given rows."""
+        """Reorder beams within their lines, or keep only some rows (finished lines dropped)."""
         if self.key_valid is not None:
             self.key_valid = self.key_valid[rows]
         if self.cache is None:
@@ -177,7 +193,8 @@ class _Stepper:
                 c.v = c.v[:, rows].contiguous()
             c.shape = (c.shape[0], int(rows.numel()), *c.shape[2:])
         else:
-            self.cache.reorder(rows)
+            # Beams of one line share their prompt: only generated positions move.
+            self.cache.reorder(rows, start=self.prompt)
 
 
 class _Hypotheses:
@@ -246,14 +263,13 @@ def run_decode(
     prefix, valid, _ = model.build_prefix(conds, text_ids)
     p = prefix.shape[1]
     start_emb = model.embed_mel(torch.tensor([start_id], device=dev), torch.tensor([0], device=dev))
-    x0 = torch.cat([prefix, start_emb.expand(b, 1, -1)], dim=1).repeat_interleave(nb, dim=0)
+    x0 = torch.cat([prefix, start_emb.expand(b, 1, -1)], dim=1)
     key_valid = None
     if valid is not None:
         key_valid = torch.ones(b, p + 2 + max_limit, dtype=torch.bool, device=dev)
         key_valid[:, :p] = valid
-        key_valid = key_valid.repeat_interleave(nb, dim=0)
     capacity = p + 1 + (max_limit if mode == "exact" else min(max_limit, 256))
-    stepper = _Stepper(model, x0, key_valid, params.use_cache, capacity)
+    stepper = _Stepper(model, x0, key_valid, params.use_cache, capacity, nb)
 
     # Row state. Rows of item i are contiguous: i * nb .. i * nb + nb - 1 (over active items).
     items = list(range(b))

@@ -78,13 +78,29 @@ class KVCache:
         """Mark `steps` more positions as written (after every layer has written them)."""
         self.length += steps
 
-    def reorder(self, rows: torch.Tensor) -> None:
-        """Reorder rows (beam search): row i takes the cache of row `rows[i]`."""
+    def reorder(self, rows: torch.Tensor, start: int = 0) -> None:
+        """Beam search: row i takes the cache of row `rows[i]` from position `start` on.
+
+        Positions before `start` must already be equal across the rows involved (the shared
+        prompt of one line's beams), so only the generated part is copied, and only for rows
+        whose source changed.
+        """
         if self.k is None or self.v is None:
             return
+        moved = (rows != torch.arange(rows.numel(), device=rows.device)).nonzero()[:, 0]
+        if moved.numel() == 0:
+            return
+        src = rows[moved]
         n = self.length
-        self.k[:, :, :, :n] = self.k[:, rows, :, :n]
-        self.v[:, :, :, :n] = self.v[:, rows, :, :n]
+        self.k[:, moved, :, start:n] = self.k[:, src, :, start:n]
+        self.v[:, moved, :, start:n] = self.v[:, src, :, start:n]
+
+    def repeat_rows(self, times: int) -> None:
+        """Give every row `times` consecutive copies (one prompt prefilled for n beams)."""
+        self.shape = (self.shape[0], self.shape[1] * times, *self.shape[2:])
+        if self.k is not None and self.v is not None:
+            self.k = self.k.repeat_interleave(times, dim=1)
+            self.v = self.v.repeat_interleave(times, dim=1)
 
 
 class GPT2Attention(nn.Module):
