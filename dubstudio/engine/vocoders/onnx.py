@@ -139,3 +139,26 @@ class OnnxVocoder:
         array = mel.detach().float().cpu().contiguous().numpy()
         (wave,) = self.session.run(None, {"mel": array})
         return torch.from_numpy(wave)
+
+
+def accelerated(
+    vocoder: Any, *, cache_path: str | Path | None = None, threads: int | None = None
+) -> Any:
+    """The ONNX Runtime version of a CPU vocoder when onnxruntime is installed, else ``vocoder``.
+
+    GPU vocoders are returned unchanged (they are faster in PyTorch). Export takes a few seconds
+    once; pass ``cache_path`` (keyed by the weights) to reuse the exported file.
+    """
+    device = next(iter(vocoder.parameters())).device if hasattr(vocoder, "parameters") else None
+    if device is not None and device.type != "cpu":
+        return vocoder
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        log.info("onnxruntime is not installed; the vocoder runs in eager PyTorch")
+        return vocoder
+    try:
+        return OnnxVocoder.from_vocoder(vocoder, cache_path=cache_path, threads=threads)
+    except Exception as exc:  # an export failure must never stop rendering
+        log.warning("ONNX export of the vocoder failed (%s); using eager PyTorch", exc)
+        return vocoder
