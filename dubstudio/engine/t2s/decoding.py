@@ -382,8 +382,8 @@ def run_decode(
                 out_stopped[item] = not (mode != "exact" and best.numel() >= int(limits[item]))
                 if hid_hist is not None:
                     # The winning beam's hidden history: find a row whose tokens match.
-                    rows = range(i * nb, i * nb + nb)
-                    match = [r for r in rows if torch.equal(hist[r, : best.numel()], best)]
+                    beam_rows = range(i * nb, i * nb + nb)
+                    match = [r for r in beam_rows if torch.equal(hist[r, : best.numel()], best)]
                     out_hidden[item] = hid_hist[match[0], : best.numel()].clone() if match else None
                 del best_score
             done = done | finished_items

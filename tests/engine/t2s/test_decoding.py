@@ -41,9 +41,9 @@ def _texts(n: int, seed: int) -> list[torch.Tensor]:
     return [torch.randint(2, 60, (n_i,), generator=g) for n_i in lengths]
 
 
-def test_exact_mode_returns_exactly_the_budget_for_thousands_of_lines() -> None:
+def _exact_lengths(lines: int, batch: int) -> None:
     torch.manual_seed(2)
-    # One narrow layer keeps 2000 lines of up to 600 tokens at a few seconds; a stop-favouring
+    # One narrow layer keeps thousands of lines of up to 600 tokens cheap; a stop-favouring
     # head makes the test adversarial (unmasked, most lines would stop within a few tokens).
     model = UnifiedVoice.from_config(
         dataclasses.replace(T2SConfig.tiny(), layers=1, model_dim=16, heads=1)
@@ -52,25 +52,35 @@ def test_exact_mode_returns_exactly_the_budget_for_thousands_of_lines() -> None:
         model.mel_head.bias[model.config.stop_mel_token] = 3.0
     feats = torch.randn(1, 30, model.config.cond_input_dim)
     lat, emo = model.speaker_latents(feats), model.emotion_vector(feats)
-    rng = random.Random(7)
+    rng = random.Random(lines)
     checked = 0
-    for batch in range(4):
-        budgets = [rng.randint(1, 600) for _ in range(500)]
-        budgets[:3] = [1, 600, model.config.max_budget] if batch == 0 else budgets[:3]
+    for index in range(lines // batch):
+        budgets = [rng.randint(1, 600) for _ in range(batch)]
+        if index == 0:
+            budgets[:3] = [1, 600, model.config.max_budget]
         codes = model.generate(
             lat,
             emo,
-            _texts(500, batch),
+            _texts(batch, index),
             budgets=budgets,
             mode="exact",
             params=DecodeParams.sampling(),
-            generator=torch.Generator().manual_seed(batch),
+            generator=torch.Generator().manual_seed(index),
         )
         assert [c.numel() for c in codes] == budgets
         for c in codes:
             assert int(c.min()) >= 0 and int(c.max()) < model.config.start_mel_token
         checked += len(budgets)
-    assert checked == 2000
+    assert checked == lines
+
+
+def test_exact_mode_returns_exactly_the_budget() -> None:
+    _exact_lengths(200, 100)
+
+
+@pytest.mark.slow
+def test_exact_mode_returns_exactly_the_budget_for_thousands_of_lines() -> None:
+    _exact_lengths(2000, 500)
 
 
 def test_exact_mode_with_beams_returns_exact_lengths(model, voice) -> None:
