@@ -181,3 +181,23 @@ def test_model_without_gpt_layer_rejects_latents() -> None:
     assert not any(k.startswith("gpt_layer") for k in model.state_dict())
     with pytest.raises(ValueError, match="gpt_layer"):
         model.content(torch.randn(1, 4, 24), torch.randn(1, 4, 24), 8)
+
+
+def test_cfg_rate_zero_is_the_plain_conditional_flow() -> None:
+    model = _model()
+    cond, pc, ref_mel, style = _inputs(model, frames=6, f_ref=4)
+    out = model.generate(
+        cond, pc, ref_mel, style, steps=2, cfg_rate=0.0, generator=torch.Generator().manual_seed(4)
+    )
+    x = torch.randn(1, 80, 10, generator=torch.Generator().manual_seed(4))
+    x[:, :, :4] = 0
+    prompt = torch.zeros_like(x)
+    prompt[:, :, :4] = ref_mel
+    mu = torch.cat([pc, cond], dim=1)
+    with torch.inference_mode():
+        for t in (0.0, 0.5):
+            x = x + 0.5 * model.estimator(
+                x, prompt, torch.tensor([10]), torch.tensor([t]), style, mu
+            )
+            x[:, :, :4] = 0
+    torch.testing.assert_close(out, x[:, :, 4:], atol=1e-5, rtol=1e-4)
