@@ -595,7 +595,7 @@ def _verify_by_building(bundle: ModelBundle, report: VerifyReport) -> None:
 # Tiny bundles for tests: the real T2S and S2M classes at a few thousand parameters, plus a
 # character front-end, a frame tokenizer and a tiny HiFi-GAN, just big enough to exercise every
 # shape and length rule of the pipeline. They are random: they make noise, not
-# speech. Bundles written by `create_tiny_bundle` carry ``config.builder = "tiny"``.
+# speech. Bundles written by `create_tiny_bundle(kind="fast")` carry ``config.builder = "tiny"``.
 
 TINY_FILES = (
     "t2s.safetensors",
@@ -646,17 +646,30 @@ def _tiny_modules(config: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def create_tiny_bundle(root: str | Path, seed: int = 0, *, name: str = "tiny") -> Path:
+def create_tiny_bundle(
+    root: str | Path, seed: int = 0, *, name: str = "tiny", kind: str = "small"
+) -> Path:
     """Write a tiny random bundle of the real classes (for tests and benchmarks).
 
     Args:
         root: Directory to create (or fill).
         seed: Seed of the random weights; the same seed writes identical files.
         name: Bundle name.
+        kind: ``"small"``: the bundled default model's kind and layout
+            (`dubstudio.engine.small.create_tiny_small_bundle`: phoneme front-end, frame
+            tokenizer, GE2E style, T2E head, HiFi-GAN universal vocoder) — what the shipped
+            model runs through. ``"fast"``: character front-end, random frame tokenizer and a
+            tiny HiFi-GAN; several times cheaper, for tests that render hundreds of lines.
 
     Returns:
         ``root``.
     """
+    if kind == "small":
+        from dubstudio.engine.small import create_tiny_small_bundle
+
+        return create_tiny_small_bundle(root, seed, name=name)
+    if kind != "fast":
+        raise ValueError(f"unknown tiny bundle kind {kind!r}; use 'small' or 'fast'")
     import torch
     from safetensors.torch import save_file
 

@@ -71,9 +71,9 @@ def test_verify_names_a_renamed_weight(
 def test_verify_reports_a_missing_file(
     bundle_copy: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    (bundle_copy / "vocoder.safetensors").unlink()
+    (bundle_copy / "t2e.safetensors").unlink()
     assert run(["models", "verify", "--no-keys", str(bundle_copy)]) == 1
-    assert "missing file: vocoder.safetensors" in capsys.readouterr().out
+    assert "missing file: t2e.safetensors" in capsys.readouterr().out
 
 
 def test_list_finds_user_models(
@@ -118,4 +118,5 @@ def test_write_manifest_roundtrip(bundle_copy: Path) -> None:
     )
     after = load_bundle(bundle_copy)
     assert after.identity == before.identity
+    assert after.files == before.files
     assert after.mel == MelSpec(fmax=8000.0)

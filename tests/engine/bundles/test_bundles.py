@@ -36,10 +36,20 @@ def test_tiny_bundle_identity_follows_weights(tmp_path: Path, tiny_bundle: Model
     assert a.identity == b.identity == tiny_bundle.identity
     assert a.identity != c.identity
     assert a.kind == "dubstudio-small"
-    assert a.token_rate == Fraction(50)
+    assert a.token_rate == Fraction(25)  # the small model's token rate
     assert a.mel_rate == Fraction(22050, 256)
     assert a.mel.fmax == 8000.0
+    assert a.vocoder == "hifigan-universal"
     assert verify_bundle(a).ok
+
+
+def test_fast_tiny_bundle_is_another_identity(tmp_path: Path) -> None:
+    fast = load_bundle(create_tiny_bundle(tmp_path / "f", kind="fast"))
+    assert fast.config["builder"] == "tiny"
+    assert fast.token_rate == Fraction(50)
+    assert verify_bundle(fast).ok
+    with pytest.raises(ValueError, match="unknown tiny bundle kind"):
+        create_tiny_bundle(tmp_path / "x", kind="huge")
 
 
 def test_official_directory_is_recognised(tmp_path: Path) -> None:
