@@ -62,16 +62,16 @@ class EmotionPanel(QtWidgets.QGroupBox):
         self.value_labels: list[QtWidgets.QLabel] = []
         for i, name in enumerate(EMOTION_NAMES):
             slider = self._make_slider()
-            label = QtWidgets.QLabel("0.00")
-            label.setMinimumWidth(34)
+            value_label = QtWidgets.QLabel("0.00")
+            value_label.setMinimumWidth(34)
             slider.valueChanged.connect(
-                lambda value, lbl=label: lbl.setText(f"{value / _SCALE:.2f}")
+                lambda value, lbl=value_label: lbl.setText(f"{value / _SCALE:.2f}")
             )
             layout.addWidget(QtWidgets.QLabel(name), 1 + i, 0)
             layout.addWidget(slider, 1 + i, 1)
-            layout.addWidget(label, 1 + i, 2)
+            layout.addWidget(value_label, 1 + i, 2)
             self.sliders.append(slider)
-            self.value_labels.append(label)
+            self.value_labels.append(value_label)
 
         row = 1 + len(EMOTION_NAMES)
         self.alpha_slider = self._make_slider()

@@ -263,8 +263,8 @@ def recent_files(window: MainWindow) -> list[str]:
     """Recently opened or saved projects, newest first."""
     value = window.settings.value(RECENT_KEY, [])
     if isinstance(value, str):
-        value = [value]
-    return [str(v) for v in (value or [])]
+        return [value]
+    return [str(v) for v in value] if isinstance(value, list) else []
 
 
 def add_recent(window: MainWindow, path: Path) -> None:

@@ -273,7 +273,7 @@ class MainWindow(QtWidgets.QMainWindow):
         menu: QtWidgets.QMenu,
         text: str,
         slot: Callable[[], Any],
-        shortcut: str | QtGui.QKeySequence | None = None,
+        shortcut: str | QtGui.QKeySequence | QtGui.QKeySequence.StandardKey | None = None,
         tip: str = "",
     ) -> QtGui.QAction:
         action = QtGui.QAction(text, self)

@@ -219,12 +219,12 @@ class EngineThread(QtCore.QObject):
         self, synthesizer_factory: SynthesizerFactory, parent: QtCore.QObject | None = None
     ) -> None:
         super().__init__(parent)
-        self.thread = QtCore.QThread()
-        self.thread.setObjectName("dubstudio-engine")
+        self.qthread = QtCore.QThread()
+        self.qthread.setObjectName("dubstudio-engine")
         self.worker = EngineWorker(synthesizer_factory)
-        self.worker.moveToThread(self.thread)
-        self.thread.started.connect(self.worker.run)
-        self.thread.start()
+        self.worker.moveToThread(self.qthread)
+        self.qthread.started.connect(self.worker.run)
+        self.qthread.start()
         EngineThread.instances.add(self)
 
     def stop_all(self, service: Any) -> None:
@@ -241,8 +241,8 @@ class EngineThread(QtCore.QObject):
             service = self.worker._service
         if service is not None:
             service.cancel_all()
-        self.thread.quit()
-        stopped = bool(self.thread.wait(timeout_ms))
+        self.qthread.quit()
+        stopped = bool(self.qthread.wait(timeout_ms))
         if not stopped:
             logger.error("the engine thread did not stop within %d ms", timeout_ms)
         return stopped

@@ -39,7 +39,7 @@ def no_engine_threads_left():
     yield
     from dubstudio.ui.worker import EngineThread
 
-    running = [t for t in list(EngineThread.instances) if t.thread.isRunning()]
+    running = [t for t in list(EngineThread.instances) if t.qthread.isRunning()]
     assert not running, f"{len(running)} engine QThread(s) still running after the test"
 
 

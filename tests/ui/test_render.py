@@ -165,7 +165,7 @@ def test_audition_plays_trimmed_clip(make_window, voiced_project, audio_backend,
 
 def test_closing_stops_the_engine_thread(make_window):
     window = make_window(Project(fps=25))
-    thread = window.engine.thread
+    thread = window.engine.qthread
     assert thread.isRunning()
     window.close()
     assert thread.isFinished()
