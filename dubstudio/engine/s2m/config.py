@@ -26,7 +26,9 @@ class S2MConfig:
         dit_codebook: Rows of the DiT's unused discrete content embedding (official 1024).
         n_mels: Mel bands (80).
         style_dim: Speaker-style vector width (official 192, CAMPPlus).
-        wavenet_hidden: WaveNet head width (official 512).
+        wavenet_hidden: WaveNet head width (official 512). The official graph only runs with
+            wavenet_hidden == hidden; other widths work here, with `final_layer.adaLN_modulation`
+            taking the DiT width.
         wavenet_layers: WaveNet layers (official 8).
         wavenet_kernel: WaveNet kernel size (official 5).
         wavenet_dropout: Dropout inside the WaveNet head during training (official 0.2).
