@@ -291,6 +291,14 @@ class RenderService:
         active = line.active_take
         if active is None or not line.speech_text:
             return active is not None
+        if (
+            line.seed is not None
+            and line.seed != active.seed
+            and active.line_revision != line.revision
+        ):
+            # The line's seed was set after this take: the seed the person chose wins. (A take
+            # asked for with another seed at this very revision, a "new take", stays selected.)
+            return False
         try:
             job = self.job_for_line(line_id, seed=active.seed)
         except DubStudioError:

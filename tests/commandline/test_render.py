@@ -34,7 +34,8 @@ def _write_voice(path: Path, pitch: float = 170.0) -> Path:
 def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from dubstudio.engine.bundles import create_tiny_bundle
 
-    return create_tiny_bundle(tmp_path_factory.mktemp("bundle") / "tiny")
+    # The "fast" tiny kind (real classes, tiny HiFi-GAN): these tests render many lines.
+    return create_tiny_bundle(tmp_path_factory.mktemp("bundle") / "tiny", kind="fast")
 
 
 def _env() -> dict[str, str]:

@@ -19,7 +19,8 @@ def tiny_bundle_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny random bundle of the real engine classes (written once per session)."""
     from dubstudio.engine.bundles import create_tiny_bundle
 
-    return create_tiny_bundle(tmp_path_factory.mktemp("bundle") / "tiny")
+    # The "fast" tiny kind (real classes, tiny HiFi-GAN): these tests render many lines.
+    return create_tiny_bundle(tmp_path_factory.mktemp("bundle") / "tiny", kind="fast")
 
 
 @pytest.fixture(scope="session")
