@@ -28,6 +28,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="default", help="bundle name/dir, or 'tiny'")
     parser.add_argument("--lines", type=int, default=2, help="lines to render first")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for renders")
+    parser.add_argument(
+        "--switch-interval", type=float, default=None, help="override sys.setswitchinterval (s)"
+    )
     args = parser.parse_args(argv)
     sys.path.insert(0, str(REPO))
 
@@ -51,6 +54,9 @@ def main(argv: list[str] | None = None) -> int:
             model = create_tiny_bundle(tmp / "tiny")
 
     qapp = editor_app.application()
+    if args.switch_interval is not None:
+        sys.setswitchinterval(args.switch_interval)
+    print(f"GIL switch interval {sys.getswitchinterval() * 1000:.1f} ms")
     window = MainWindow(engine=EngineSetup(model, "cpu"), cache_root=tmp / "cache")
     window.setProperty("skip_confirm", True)
     project_path = editor_app.demo_project_path(tmp / "demo")
@@ -65,6 +71,17 @@ def main(argv: list[str] | None = None) -> int:
             if until is not None and until():  # type: ignore[operator]
                 return True
         return until is None
+
+    # Baseline: the same probe with the engine idle (shows what the machine's load alone costs).
+    window.latency.reset()
+    window.latency.start()
+    spin(5.0)
+    window.latency.stop()
+    print(
+        f"idle baseline: max {window.latency.max_late_ms:.1f} ms, "
+        f"p99 {window.latency.percentile(99):.1f} ms, "
+        f"median {window.latency.percentile(50):.1f} ms over {window.latency.ticks} ticks"
+    )
 
     lines = window.project.lines[: args.lines]
     window.latency.reset()

@@ -877,7 +877,13 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _on_job_progress(self, job: Any, fraction: float, stage: str) -> None:
         self.progress_bar.setValue(round(1000 * fraction))
-        self.progress_bar.setFormat(f"{stage} %p%")
+        progress = self.service.progress if self.service is not None else None
+        lines = (
+            f"line {min(progress.lines_done + 1, progress.lines_total)}/{progress.lines_total} · "
+            if progress is not None and progress.lines_total > 1
+            else ""
+        )
+        self.progress_bar.setFormat(f"{lines}{stage} %p%")
 
     def _on_outcome(self, outcome: Any) -> None:
         job = outcome.job
