@@ -45,7 +45,7 @@ def _env() -> dict[str, str]:
 
 
 def _render(*args: str | Path, check: bool = True) -> subprocess.CompletedProcess[str]:
-    cmd = [sys.executable, "-m", "dubstudio.commandline.render", *map(str, args)]
+    cmd = [sys.executable, "-m", "dubstudio.cli", "render", *map(str, args)]
     result = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=300)
     if check:
         assert result.returncode == 0, result.stderr
@@ -176,7 +176,7 @@ def test_sigkill_mid_render_leaves_project_and_cache_that_continue(
     n_lines = 12
     path = _project(tmp_path, n_lines)
     cache_dir = tmp_path / ".dubstudio-cache"
-    cmd = [sys.executable, "-m", "dubstudio.commandline.render", str(path), "--model", str(bundle)]
+    cmd = [sys.executable, "-m", "dubstudio.cli", "render", str(path), "--model", str(bundle)]
     cmd += ["--device", "cpu", "--json"]
     proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 240
@@ -237,7 +237,7 @@ def test_ctrl_c_stops_cleanly_and_keeps_the_cache(tmp_path: Path, bundle: Path) 
     n_lines = 12
     path = _project(tmp_path, n_lines)
     cache_dir = tmp_path / ".dubstudio-cache"
-    cmd = [sys.executable, "-m", "dubstudio.commandline.render", str(path), "--model", str(bundle)]
+    cmd = [sys.executable, "-m", "dubstudio.cli", "render", str(path), "--model", str(bundle)]
     cmd += ["--device", "cpu", "--json", "--out", str(tmp_path / "mix.wav")]
     proc = subprocess.Popen(
         cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
