@@ -320,7 +320,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self._action(line_menu, "&Play line", self.play_current_line, "P")
         self._action(line_menu, "Play line with pre-&roll", self.play_around_line, "Shift+P")
         self._action(line_menu, "Play mix at play&head", self.play_mix_at_playhead, "Ctrl+P")
-        self._action(line_menu, "Play/pause &video", self.video.toggle, "Ctrl+Space")
+        self._action(line_menu, "Play/pause &video", self.video.toggle, "Space")
         self._action(line_menu, "Stop playback", self.stop_playback, "Escape")
         line_menu.addSeparator()
         self._action(line_menu, "Use and play take &A", lambda: self.play_take_letter(0), "A")
@@ -519,9 +519,11 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _on_table_row(self, current: QtCore.QModelIndex, _previous: QtCore.QModelIndex) -> None:
         if current.isValid() and self.table_model is not None:
-            line_id = self.table_model.line_at(current.row()).id
-            if line_id != self.current_line_id:
-                self.select_line(line_id)
+            line = self.table_model.line_at(current.row())
+            if line.id != self.current_line_id:
+                self.select_line(line.id)
+                # Picking a line in the table cues the picture to it (as subtitle editors do).
+                self.set_playhead(float(line.slot.start_seconds(self.project.fps)))
 
     def select_line(self, line_id: str | None) -> None:
         """Make ``line_id`` the current line in every view."""
