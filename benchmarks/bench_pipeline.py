@@ -1,8 +1,8 @@
 """Pipeline stage costs: seconds of compute per second of audio, per stage, per model.
 
 Stages: conditioning (per second of reference clip, paid once per voice), T2S (token decoding
-plus the latent pass), S2M per Euler step, vocoder, and the whole line. Runs the tiny random
-bundle always, and the bundled default model (or ``--model NAME_OR_DIR``) when it is installed.
+plus the latent pass), S2M per Euler step, vocoder, and the whole line. Runs both tiny random
+bundle kinds always, and the bundled default model (or ``--model NAME_OR_DIR``) when installed.
 
     python benchmarks/bench_pipeline.py [--model default] [--lines 3] [--seconds 3] [--steps 10]
 """
@@ -73,7 +73,10 @@ def bench(
         for k in totals:
             totals[k] += result.stage_seconds.get(k, 0.0)
         audio_s += len(result.audio) / rate
-    print(f"\n{label}  ({lines} lines x {seconds:g} s, {steps} CFM steps, {syn.device})")
+    print(
+        f"\n{label}  ({lines} lines x {seconds:g} s, {steps} CFM steps, {syn.device}, "
+        f"{torch.get_num_threads()} threads)"
+    )
     print(f"  {'stage':24s} {'s per s of audio':>18s}")
     print(f"  {'conditioning (per s ref)':24s} {cond / ref_seconds:18.4f}")
     print(f"  {'t2s':24s} {totals['t2s'] / audio_s:18.4f}")
@@ -90,15 +93,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--threads", type=int, default=0, help="torch CPU threads (0: torch's default)"
+    )
     args = parser.parse_args(argv)
+    if args.threads:
+        # On a busy machine one thread per process avoids oversubscription stalls.
+        torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         voice = make_voice(folder)
-        tiny = Synthesizer.from_bundle(
-            load_bundle(create_tiny_bundle(folder / "tiny")), args.device
-        )
-        bench("tiny random bundle", tiny, voice, args.lines, args.seconds, args.steps)
+        for kind, label in (
+            ("fast", "tiny random bundle, fast kind (char text, tiny HiFi-GAN)"),
+            ("small", "tiny random bundle, small kind (phonemes, GE2E, HiFi-GAN universal)"),
+        ):
+            tiny = Synthesizer.from_bundle(
+                load_bundle(create_tiny_bundle(folder / kind, kind=kind)), args.device
+            )
+            bench(label, tiny, voice, args.lines, args.seconds, args.steps)
         try:
             bundle = load_bundle(args.model)
         except DubStudioError as exc:
