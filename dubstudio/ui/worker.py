@@ -178,6 +178,8 @@ class EngineWorker(QtCore.QObject):
         if self.synthesizer is None:
             self.model_loading.emit()
             started = time.perf_counter()
+            #: The thread the model was built on (tests check it is not the GUI thread).
+            self.model_thread_id = threading.get_ident()
             try:
                 self.synthesizer = self._factory()
             except Exception as exc:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import soundfile as sf
 
@@ -31,6 +33,9 @@ def test_render_shows_take_waveform_fit_status_and_plays(
 
     take = line.active_take
     assert take.line_revision == line.revision
+    # The model was built (and ran) on the worker thread, never on the GUI thread.
+    assert window.engine.worker.model_thread_id != threading.get_ident()
+    assert window.engine.worker.synthesizer is not None
     assert window.timeline.has_take_curve(line.id)
     curve = window.timeline.take_curves[line.id]
     assert curve.xData[0] >= 1.0  # drawn from the line's start (frame 25 at 25 fps)
