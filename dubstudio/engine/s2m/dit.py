@@ -110,7 +110,10 @@ class DiT(nn.Module):
             x_in = x_in * keep
         x_in = self.cond_x_merge_linear(x_in)
         valid = sequence_mask(x_lens, t_len)  # (B, T)
-        attn_mask = valid[:, None, None, :].expand(b, 1, t_len, t_len)
+        # No mask when every item is full length: SDPA then picks its fused kernels.
+        attn_mask = (
+            None if bool(valid.all()) else valid[:, None, None, :].expand(b, 1, t_len, t_len)
+        )
         h = self.transformer(x_in, t1[:, None, :], self._rope_for(t_len, x.device), attn_mask)
         h = self.skip_linear(torch.cat([h, x_t], dim=-1))
         y = self.conv1(h).transpose(1, 2)  # (B, T, W) -> (B, W, T)

@@ -154,8 +154,10 @@ class Attention(nn.Module):
         self.heads = heads
         self.head_dim = dim // heads
 
-    def forward(self, x: torch.Tensor, rope: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """x (B, T, D), rope (T, Dh/2, 2), mask (B, 1, T, T) bool -> (B, T, D)."""
+    def forward(
+        self, x: torch.Tensor, rope: torch.Tensor, mask: torch.Tensor | None
+    ) -> torch.Tensor:
+        """x (B, T, D), rope (T, Dh/2, 2), mask (B, 1, T, T) bool or None -> (B, T, D)."""
         b, t, d = x.shape
         q, k, v = self.wqkv(x).split(d, dim=-1)
         q = apply_rope(q.view(b, t, self.heads, self.head_dim), rope)
@@ -197,7 +199,7 @@ class TransformerBlock(nn.Module):
         x: torch.Tensor,
         c: torch.Tensor,
         rope: torch.Tensor,
-        mask: torch.Tensor,
+        mask: torch.Tensor | None,
         skip: torch.Tensor | None,
     ) -> torch.Tensor:
         """x (B, T, D), c (B, 1, D) -> (B, T, D)."""
@@ -218,9 +220,9 @@ class Transformer(nn.Module):
         self.receive = {i for i in range(depth) if i > depth // 2}
 
     def forward(
-        self, x: torch.Tensor, c: torch.Tensor, rope: torch.Tensor, mask: torch.Tensor
+        self, x: torch.Tensor, c: torch.Tensor, rope: torch.Tensor, mask: torch.Tensor | None
     ) -> torch.Tensor:
-        """x (B, T, D), c (B, 1, D), rope (T, Dh/2, 2), mask (B, 1, T, T) -> (B, T, D)."""
+        """x (B, T, D), c (B, 1, D), rope (T, Dh/2, 2), mask (B, 1, T, T) or None -> (B, T, D)."""
         skips: list[torch.Tensor] = []
         for i, layer in enumerate(self.layers):
             skip = skips.pop() if i in self.receive and skips else None
