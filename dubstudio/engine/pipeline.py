@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from dubstudio.core.errors import ModelLoadError, RenderError, ValidationError
+from dubstudio.core.errors import DubStudioError, ModelLoadError, RenderError, ValidationError
 from dubstudio.core.timing import budget_for_samples, round_half_up
 from dubstudio.engine.api import (
     ProgressCallback,
@@ -486,9 +486,18 @@ class Synthesizer:
                 if on_progress is not None:
                     on_progress(span[0] + frac * (span[1] - span[0]), stage)
 
-            group = self._render_group(
-                [requests[i] for i in indices], scaled if on_progress else None, should_stop
-            )
+            try:
+                group = self._render_group(
+                    [requests[i] for i in indices], scaled if on_progress else None, should_stop
+                )
+            except DubStudioError:
+                raise
+            except (RuntimeError, ValueError, IndexError) as exc:
+                # Torch and shape errors mean a broken model or an engine bug; say which line.
+                ids = ", ".join(
+                    requests[i].request_id or repr(requests[i].text[:30]) for i in indices
+                )
+                raise RenderError(f"Synthesis failed for {ids}: {exc}") from exc
             for i, res in zip(indices, group, strict=True):
                 results[i] = res
             done += len(indices)

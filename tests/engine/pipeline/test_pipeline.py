@@ -308,3 +308,21 @@ def test_budget_split_across_segments_is_exact(weights: list[int], extra: int) -
     # Proportional within one unit of the ideal share.
     for part, w in zip(parts, weights, strict=True):
         assert abs((part - 1) - extra * w / sum(weights)) < 1 + 1e-9
+
+
+def test_engine_failures_become_render_errors_naming_the_line(
+    fast_tiny_bundle: object, voice_wav: Path
+) -> None:
+    from dubstudio.core.errors import RenderError
+
+    syn = Synthesizer.from_bundle(fast_tiny_bundle, "cpu")  # type: ignore[arg-type]
+
+    def broken_vocoder(mel: torch.Tensor) -> torch.Tensor:
+        raise RuntimeError("mel has the wrong number of bands")
+
+    syn.components.vocoder = broken_vocoder
+    request = SynthesisRequest(
+        "Line.", VoiceRef.from_file(voice_wav), target_samples=9000, request_id="line-7"
+    )
+    with pytest.raises(RenderError, match=r"line-7.*wrong number of bands"):
+        syn.synthesize(request)
