@@ -427,7 +427,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.timeline.set_duration(duration + 1.0)
         for line in project.lines:
             self._show_take(line.id)
-            self._refresh_render_state(line.id)
+        self._refresh_all_render_states()
         self.select_line(project.lines[0].id if project.lines else None)
         self._update_title()
 
@@ -484,8 +484,7 @@ class MainWindow(QtWidgets.QMainWindow):
                 index = min(event.indices[0], len(lines) - 1) if lines else -1
                 self.select_line(lines[index].id if index >= 0 else None)
             self.inspector.refresh_choices()
-            for line in self.project.lines:
-                self._refresh_render_state(line.id)
+            self._refresh_all_render_states()
         elif isinstance(event, VoiceProfilesChanged):
             self.voice_panel.refresh()
             self.inspector.refresh_choices()
@@ -817,8 +816,7 @@ class MainWindow(QtWidgets.QMainWindow):
         """Stop the running render and empty the queue."""
         if self.service is not None:
             self.engine.stop_all(self.service)
-        for line in self.project.lines:
-            self._refresh_render_state(line.id)
+        self._refresh_all_render_states()
         self.statusBar().showMessage("Rendering stopped.", 4000)
 
     def _after_queue_change(self, line_ids: list[str]) -> None:
@@ -831,13 +829,21 @@ class MainWindow(QtWidgets.QMainWindow):
             self.latency.start()
             self.progress_bar.setFormat("queued %p%")
 
-    def _refresh_render_state(self, line_id: str) -> None:
+    def _refresh_all_render_states(self) -> None:
+        pending = self._pending_ids()
+        for line in self.project.lines:
+            self._refresh_render_state(line.id, pending)
+
+    def _pending_ids(self) -> set[str]:
+        return (
+            {job.line_id for job in self.service.pending()} if self.service is not None else set()
+        )
+
+    def _refresh_render_state(self, line_id: str, pending_ids: set[str] | None = None) -> None:
         if self.table_model is None or not self.project.has_line(line_id):
             return
         line = self.project.line(line_id)
-        pending = self.service is not None and any(
-            job.line_id == line_id for job in self.service.pending()
-        )
+        pending = line_id in (self._pending_ids() if pending_ids is None else pending_ids)
         running = self._running_job is not None and self._running_job.line_id == line_id
         if running:
             state = "rendering"
@@ -910,8 +916,7 @@ class MainWindow(QtWidgets.QMainWindow):
             f"GUI event-loop lateness during renders: max {self.latency.max_late_ms:.1f} ms, "
             f"p99 {self.latency.percentile(99):.1f} ms over {self.latency.ticks} ticks"
         )
-        for line in self.project.lines:
-            self._refresh_render_state(line.id)
+        self._refresh_all_render_states()
 
     def _line_number(self, line_id: str) -> str:
         return str(self.project.index_of(line_id) + 1) if self.project.has_line(line_id) else "?"

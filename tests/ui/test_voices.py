@@ -72,3 +72,18 @@ def test_emotion_presets_with_number_keys(make_window, voiced_project, monkeypat
     shortcut.trigger()
     assert third.emotion.mode is EmotionMode.SLIDERS and third.emotion.vector[0] == 0.8
     assert panel.sliders[0].value() == 80  # the panel follows the model
+
+
+def test_emotion_description_shows_eight_values(make_window, voiced_project, qtbot):
+    window = make_window(voiced_project)
+    line = voiced_project.lines[0]
+    window.select_line(line.id)
+    panel = window.emotion_panel
+    panel.mode_combo.setCurrentIndex(panel.mode_combo.findData(EmotionMode.TEXT.value))
+    panel.description_edit.setText("quietly furious")
+    with qtbot.waitSignal(window.engine.worker.task_finished, timeout=120_000):
+        panel.description_edit.editingFinished.emit()
+    assert line.emotion.mode is EmotionMode.TEXT and line.emotion.description == "quietly furious"
+    qtbot.waitUntil(lambda: panel.description_result.text() != "", timeout=10_000)
+    shown = panel.description_result.text()
+    assert shown.startswith("happ") and shown.count(".") == 8, shown
