@@ -401,11 +401,11 @@ class MainWindow(QtWidgets.QMainWindow):
             (1, 84),
             (2, 84),
             (3, 92),
-            (4, 70),
-            (5, 60),
-            (6, 76),
-            (7, 72),
-            (8, 96),
+            (4, 66),
+            (5, 112),
+            (6, 72),
+            (7, 70),
+            (8, 80),
         ):
             header.resizeSection(col, width)
         self.service = self._make_service(project)

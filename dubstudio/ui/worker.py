@@ -104,6 +104,7 @@ class EngineWorker(QtCore.QObject):
         self.outcome_emitted = threading.Event()
         self._last_progress = 0.0
         self._was_busy = False
+        self._current_job: Any = None
 
     # -- GUI thread -----------------------------------------------------------------------------
 
@@ -172,7 +173,7 @@ class EngineWorker(QtCore.QObject):
         now = time.monotonic()
         if now - self._last_progress >= _PROGRESS_INTERVAL_S or fraction >= 1.0:
             self._last_progress = now
-            self.job_progress.emit(getattr(self, "_current_job", None), float(fraction), stage)
+            self.job_progress.emit(self._current_job, float(fraction), stage)
 
     def _ensure_model(self) -> Any:
         if self.synthesizer is None:
