@@ -109,20 +109,18 @@ class S2MModel(nn.Module):
         """
         return self.length_regulator(prompt_content, [int(ref_frames)])
 
-    @torch.inference_mode()
-    def content(
+    def regulate(
         self,
         code_content: torch.Tensor,
         gpt_latents: torch.Tensor | None,
         target_frames: list[int] | int,
         content_lens: list[int] | None = None,
     ) -> torch.Tensor:
-        """Fuse GPT latents into code embeddings and stretch to the target frame counts.
+        """Differentiable form of `content` (for training the regulator and `gpt_layer`).
 
         Args:
             code_content: Embedded semantic codes (B, T, Dc).
-            gpt_latents: GPT latents (B, T, Dg) or None (skipped; required None when the model
-                has no `gpt_layer`).
+            gpt_latents: GPT latents (B, T, Dg) or None (must be None without a `gpt_layer`).
             target_frames: Mel frames per item (an int applies to all items).
             content_lens: Valid content frames per item; None means all T.
 
@@ -142,6 +140,30 @@ class S2MModel(nn.Module):
                 raise ValueError("This S2M model has no gpt_layer; pass gpt_latents=None.")
             x = x + self.gpt_layer(gpt_latents)
         return self.length_regulator(x, frames, content_lens)
+
+    @torch.inference_mode()
+    def content(
+        self,
+        code_content: torch.Tensor,
+        gpt_latents: torch.Tensor | None,
+        target_frames: list[int] | int,
+        content_lens: list[int] | None = None,
+    ) -> torch.Tensor:
+        """Fuse GPT latents into code embeddings and stretch to the target frame counts.
+
+        This is where a slot's exact mel-frame budget is applied.
+
+        Args:
+            code_content: Embedded semantic codes (B, T, Dc).
+            gpt_latents: GPT latents (B, T, Dg) or None (skipped; required None when the model
+                has no `gpt_layer`).
+            target_frames: Mel frames per item (an int applies to all items).
+            content_lens: Valid content frames per item; None means all T.
+
+        Returns:
+            (B, max(F), C), zero beyond each item's frame count.
+        """
+        return self.regulate(code_content, gpt_latents, target_frames, content_lens)
 
     # ------------------------------------------------------------------ inference
     @torch.inference_mode()

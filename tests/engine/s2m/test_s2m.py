@@ -201,3 +201,12 @@ def test_cfg_rate_zero_is_the_plain_conditional_flow() -> None:
             )
             x[:, :, :4] = 0
     torch.testing.assert_close(out, x[:, :, 4:], atol=1e-5, rtol=1e-4)
+
+
+def test_regulate_is_differentiable_through_gpt_layer_and_regulator() -> None:
+    model = _model().train()
+    cond = model.regulate(torch.randn(2, 7, 24), torch.randn(2, 7, 24), [12, 9])
+    assert cond.shape == (2, 12, 32) and cond.requires_grad
+    cond.square().mean().backward()
+    assert model.gpt_layer is not None and model.gpt_layer[0].weight.grad is not None
+    assert model.length_regulator.content_in_proj.weight.grad.abs().sum() > 0
