@@ -130,3 +130,22 @@ def test_no_audio_device_message_is_actionable(make_window, voiced_project, audi
     window.audition_voice("v1")
     message = window.statusBar().currentMessage()
     assert "Connect speakers or headphones" in message
+
+
+def test_new_project_from_video_and_subtitles(make_window, srt_file, qtbot):
+    from fractions import Fraction
+
+    from dubstudio.ui.files import NewProjectDialog, project_from_files
+
+    dialog = NewProjectDialog()
+    qtbot.addWidget(dialog)
+    dialog.fps_combo.setCurrentIndex(0)
+    assert dialog.fps() == Fraction(24000, 1001)
+    dialog.fps_combo.setEditText("29.97")
+    assert dialog.fps() == Fraction(30000, 1001)
+
+    project, problems = project_from_files(DEMO_DIR / "demo.mp4", srt_file, dialog.fps())
+    assert not problems and len(project) == 6
+    window = make_window(project)
+    assert window.table_model.rowCount() == 6
+    assert window.table_model.index(0, 1).data() == "00:00:01;00"  # drop-frame timecode
