@@ -303,3 +303,28 @@ def test_setting_a_seed_re_renders_with_it(
     take = project.line(line.id).active_take
     assert take is not None and take.seed != 4242
     assert service.plan() == 0
+
+
+def test_progress_counts_lines_seconds_and_eta(
+    project: Project, cache: RenderCache, synth: Any
+) -> None:
+    seen: list[tuple[str, int]] = []
+    service = RenderService(
+        project,
+        cache,
+        model_identity=synth.identity,
+        listener=lambda event, job, progress: seen.append((event, progress.lines_done)),
+    )
+    service.plan()
+    progress = service.progress
+    assert progress.eta_seconds is None  # no speed measured yet
+    service.run_next(synth)
+    service.run_next(synth)
+    assert (progress.lines_total, progress.lines_done) == (4, 2)
+    done_seconds = sum(project.line_budget(line).slot_samples for line in project.lines[:2]) / 22050
+    assert progress.audio_seconds_done == pytest.approx(done_seconds)
+    assert progress.eta_seconds is not None and progress.eta_seconds > 0
+    assert 0 < progress.fraction < 1
+    service.render_pending(synth)
+    assert progress.eta_seconds == 0 and progress.fraction == 1
+    assert [e for e, _ in seen if e != "progress"] == ["started", "finished"] * 4
