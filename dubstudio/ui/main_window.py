@@ -105,6 +105,9 @@ class EngineSetup:
         self.bundle = bundle
         self.device = device
         self._identity: str | None = None
+        #: The bundle's name once known; why it cannot be used, if so.
+        self.name = str(bundle)
+        self.problem = ""
 
     def identity(self) -> str:
         """Content hash of the bundle (cheap: reads its manifest; no weights are loaded)."""
@@ -112,10 +115,11 @@ class EngineSetup:
             from dubstudio.engine.bundles import load_bundle
 
             try:
-                self._identity = load_bundle(self.bundle).identity
+                bundle = load_bundle(self.bundle)
+                self._identity, self.name = bundle.identity, bundle.name
             except DubStudioError as exc:
                 logger.warning("model not available: %s", exc)
-                self._identity = "unavailable"
+                self._identity, self.problem = "unavailable", str(exc)
         return self._identity
 
     def factory(self) -> Callable[[], Any]:
@@ -409,6 +413,13 @@ class MainWindow(QtWidgets.QMainWindow):
         ):
             header.resizeSection(col, width)
         self.service = self._make_service(project)
+        if self.engine.worker.synthesizer is None:
+            self.engine_label.setText(
+                f"engine: {self.engine_setup.name} (loads on first render)"
+                if not self.engine_setup.problem
+                else "engine: no model installed"
+            )
+            self.engine_label.setToolTip(self.engine_setup.problem)
         self.engine.worker.set_service(self.service)
         self.timeline.set_fps(project.fps)
         self.inspector.set_project(project)
