@@ -46,13 +46,9 @@ class UndoStack(QtGui.QUndoStack):
         A command that raises (a refused edit) is not recorded and the error propagates.
         """
         # Run it once first so a refused edit never enters the history, then record it without
-        # running it again.
+        # running it again (QUndoStack.push calls redo()).
         command.do()
-        adapter = CoreCommandAdapter(command)
-        adapter.setObsolete(False)
-        self._pushing_done = True
-        wrapper = _AlreadyDone(adapter)
-        self.push(wrapper)
+        self.push(_AlreadyDone(CoreCommandAdapter(command)))
 
 
 class _AlreadyDone(QtGui.QUndoCommand):
