@@ -126,6 +126,13 @@ def fetch_official(
     total = len(OFFICIAL_HUB_FILES)
     failures: list[str] = []
     offline = False
+    unreachable = False
+    if not local_files_only and not hub_reachable():
+        unreachable = True
+        # Without a network the hub client retries each file for minutes; decide once, up
+        # front, and use whatever the cache already holds.
+        log.warning("huggingface.co is not reachable; using the local hub cache only")
+        local_files_only = True
     for index, item in enumerate(OFFICIAL_HUB_FILES):
         log.info("fetching %s:%s", item.repo_id, item.filename)
         # Keep going after a failure so one message lists everything that is missing.
@@ -154,11 +161,12 @@ def fetch_official(
         if on_progress is not None:
             on_progress((index + 1) / total, item.target)
     if failures:
-        where = (
-            "they are not in the local hub cache and downloads are disabled (HF_HUB_OFFLINE)"
-            if local_files_only
-            else "the hub could not be reached"
-        )
+        if unreachable:
+            where = "huggingface.co cannot be reached and they are not in the local hub cache"
+        elif local_files_only:
+            where = "they are not in the local hub cache and downloads are disabled"
+        else:
+            where = "the hub could not be reached"
         raise ModelLoadError(
             f"Could not get {len(failures)} of {total} files ({', '.join(failures)}): {where}. "
             + (OFFLINE_ADVICE if offline else "")
@@ -171,6 +179,22 @@ def fetch_official(
             "Run the fetch again; it resumes."
         )
     return dest
+
+
+def hub_reachable(timeout: float = 5.0) -> bool:
+    """True if a TCP connection to the hub endpoint (``HF_ENDPOINT``) opens within ``timeout``."""
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    url = urlparse(constants.ENDPOINT)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((url.hostname or "huggingface.co", port), timeout=timeout):
+            return True
+    except OSError:
+        return False
 
 
 def verify_official_layout(root: str | Path) -> list[str]:

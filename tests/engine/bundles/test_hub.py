@@ -58,3 +58,19 @@ def test_offline_failure_names_the_file_and_the_workaround(tmp_path: Path) -> No
     assert "bigvgan_generator.pt" in message
     assert "dubstudio models fetch indextts2 --dir" in message
     assert verify_official_layout(tmp_path / "model") == ["hf_cache/bigvgan/bigvgan_generator.pt"]
+
+
+def test_unreachable_hub_fails_fast_and_uses_the_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from huggingface_hub import constants
+
+    # Port 9 on the loopback refuses connections: a machine without network, in a second.
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")
+    cache = tmp_path / "hub"
+    make_hub_cache(cache, skip="model.safetensors")
+    with pytest.raises(ModelLoadError) as info:
+        fetch_official(tmp_path / "model", cache_dir=cache, local_files_only=False)
+    assert "cannot be reached" in str(info.value)
+    # Everything the cache held was placed; only the skipped w2v-BERT weights are missing.
+    assert verify_official_layout(tmp_path / "model") == ["hf_cache/w2v-bert-2.0/model.safetensors"]
