@@ -238,3 +238,15 @@ def test_split_merge_insert_delete_undo(make_window, voiced_project):
         window.undo_stack.undo()
     assert len(voiced_project) == 3 and (first.start_frame, first.end_frame) == (25, 50)
     assert first.text == "Did you hear that?"
+
+
+def test_refused_edit_is_explained_and_not_recorded(make_window, voiced_project):
+    window = make_window(voiced_project)
+    line = voiced_project.lines[0]
+    voiced_project.update_line(line.id, locked=True)
+    assert not window.retime_line(line.id, 25, 60)
+    assert (line.start_frame, line.end_frame) == (25, 50)
+    assert window.undo_stack.count() == 0
+    assert "locked" in window.statusBar().currentMessage()
+    region = window.timeline.regions[line.id]
+    assert region.getRegion() == (1.0, 2.0)  # the timeline shows the model, not the refused drag
