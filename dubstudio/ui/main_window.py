@@ -601,8 +601,15 @@ class MainWindow(QtWidgets.QMainWindow):
     # ------------------------------------------------------------------------------- editing
 
     def push(self, command: Any) -> bool:
-        """Run a core command through the undo stack; a refused edit shows why."""
+        """Run a core command through the undo stack; a refused edit shows why.
+
+        Args:
+            command: The command, or a function that builds it (commands validate when built,
+                so a refusal may come from either step).
+        """
         try:
+            if callable(command) and not hasattr(command, "do"):
+                command = command()
             self.undo_stack.push_command(command)
         except DubStudioError as exc:
             self.statusBar().showMessage(str(exc), 8000)
@@ -613,11 +620,11 @@ class MainWindow(QtWidgets.QMainWindow):
         """Change attributes of a line (undoable)."""
         if not changes:
             return False
-        return self.push(editing.update_line(self.project, line_id, changes))
+        return self.push(lambda: editing.update_line(self.project, line_id, changes))
 
     def retime_line(self, line_id: str, start_frame: int, end_frame: int) -> bool:
         """Move or trim a line (from a timeline drag; undoable)."""
-        return self.push(editing.retime_line(self.project, line_id, start_frame, end_frame))
+        return self.push(lambda: editing.retime_line(self.project, line_id, start_frame, end_frame))
 
     def _on_emotion_edited(self, spec: EmotionSpec) -> None:
         if self.current_line_id is not None:
@@ -635,14 +642,14 @@ class MainWindow(QtWidgets.QMainWindow):
         line = Line(text="New line", start_frame=start, end_frame=end)
         if index > 0:
             line.character = lines[index - 1].character
-        if self.push(editing.insert_line(self.project, index, line)):
+        if self.push(lambda: editing.insert_line(self.project, index, line)):
             self.select_line(line.id)
 
     def delete_selected(self) -> None:
         """Delete the selected lines (undoable)."""
         ids = self.selected_line_ids()
         if ids:
-            self.push(editing.remove_lines(self.project, ids))
+            self.push(lambda: editing.remove_lines(self.project, ids))
 
     def split_line(self) -> None:
         """Split the current line at the playhead (or in the middle)."""
@@ -652,7 +659,7 @@ class MainWindow(QtWidgets.QMainWindow):
         frame = round(self.playhead_s * float(self.project.fps))
         if not line.start_frame < frame < line.end_frame:
             frame = (line.start_frame + line.end_frame) // 2
-        self.push(editing.split_line(self.project, line.id, frame))
+        self.push(lambda: editing.split_line(self.project, line.id, frame))
 
     def merge_with_next(self) -> None:
         """Merge the current line with the one after it."""
@@ -660,11 +667,8 @@ class MainWindow(QtWidgets.QMainWindow):
             return
         index = self.project.index_of(self.current_line_id)
         if index + 1 < len(self.project):
-            self.push(
-                editing.merge_lines(
-                    self.project, self.current_line_id, self.project.lines[index + 1].id
-                )
-            )
+            first, second = self.current_line_id, self.project.lines[index + 1].id
+            self.push(lambda: editing.merge_lines(self.project, first, second))
 
     # -- voices
 
@@ -678,20 +682,20 @@ class MainWindow(QtWidgets.QMainWindow):
             except ValueError:
                 stored = str(source.resolve())
         voice = VoiceProfile(id=new_id(), name=source.stem, clips=(ReferenceClip(stored),))
-        if self.push(editing.set_voice(self.project, voice)):
+        if self.push(lambda: editing.set_voice(self.project, voice)):
             self.analyse_voice(voice.id)
 
     def edit_voice(self, voice: VoiceProfile) -> None:
         """Replace a voice profile (rename, trim; undoable)."""
-        self.push(editing.set_voice(self.project, voice))
+        self.push(lambda: editing.set_voice(self.project, voice))
 
     def remove_voice(self, voice_id: str) -> None:
         """Remove a voice profile (undoable)."""
-        self.push(editing.remove_voice(self.project, voice_id))
+        self.push(lambda: editing.remove_voice(self.project, voice_id))
 
     def assign_character_voice(self, character: str, voice_id: str | None) -> None:
         """Give a character its voice (undoable)."""
-        self.push(editing.set_character_voice(self.project, character, voice_id))
+        self.push(lambda: editing.set_character_voice(self.project, character, voice_id))
 
     def analyse_voice(self, voice_id: str) -> None:
         """Analyse a profile's reference clip in the worker thread."""
