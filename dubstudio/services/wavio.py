@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import struct
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -204,7 +205,9 @@ class WavWriter:
         self.subtype = subtype
         self.frames = 0
         self._bits, self._tag = SUBTYPES[subtype]
-        self._tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        self._tmp = self.path.with_name(
+            f".{self.path.name}.{os.getpid()}.{threading.get_ident()}.tmp"
+        )
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._handle: BinaryIO = open(self._tmp, "wb")  # noqa: SIM115 - closed in close()
