@@ -5,9 +5,12 @@ K kept candidates per row after top-k, D model width, P padded prefix length.
 
 Per step (official order, ENGINE_SPEC 2.6): log_softmax -> repetition penalty on log-probs
 (ids already generated, plus the official fake-prefix ids 1 and start) -> temperature -> top-k ->
-top-p -> (beam: + beam scores) -> sample. Sampling without replacement uses the Gumbel-top-k
-trick with the caller's generator (same distribution as torch.multinomial without
-replacement, and it never fails when fewer candidates than requested have non-zero mass).
+top-p -> (beam: + beam scores) -> sample. With one beam HF applies the penalty to the raw
+logits before log_softmax, and so do we by default (`DecodeParams.penalty_on_logits`); greedy
+decoding matches the official `inference_speech` token for token. Sampling without
+replacement uses the Gumbel-top-k trick with the caller's generator (same distribution as
+torch.multinomial without replacement, and it never fails when fewer candidates than
+requested have non-zero mass).
 The start id is never sampled (it is not a codec code; the official sampler could emit it).
 Rows of finished lines are dropped from the batch (and the KV cache) in batches, so a scene
 of short and long lines does not keep paying for the finished ones.
@@ -52,6 +55,9 @@ class DecodeParams:
         penalize_prefix: Reproduce the official quirk that ids 1 and start are penalised from
             the first step (they are in HF's fake input_ids).
         length_penalty: Beam hypothesis score = sum log-prob / length**length_penalty.
+        penalty_on_logits: Apply the repetition penalty to raw logits instead of
+            log-probabilities. None follows HF `generate` as the official code runs it: on
+            log-probabilities with beams (the official default), on logits with one beam.
     """
 
     num_beams: int = 3
@@ -65,6 +71,7 @@ class DecodeParams:
     slot_in_exact: bool = True
     penalize_prefix: bool = True
     length_penalty: float = 0.0
+    penalty_on_logits: bool | None = None
 
     @classmethod
     def sampling(cls, **overrides: object) -> DecodeParams:
@@ -91,6 +98,13 @@ class DecodeResult:
     steps: int
 
 
+def _penalize(scores: torch.Tensor, seen: torch.Tensor, penalty: float) -> torch.Tensor:
+    """HF repetition penalty: seen ids' negative scores times `penalty`, positive ones divided."""
+    if penalty == 1.0:
+        return scores
+    return torch.where(seen, torch.where(scores < 0, scores * penalty, scores / penalty), scores)
+
+
 def process_scores(
     logp: torch.Tensor,
     seen: torch.Tensor | None,
@@ -108,9 +122,8 @@ def process_scores(
     Returns:
         values `(N, K)` sorted descending (-inf = filtered) and their ids `(N, K)`.
     """
-    pen = params.repetition_penalty
-    if seen is not None and pen != 1.0:
-        logp = torch.where(seen, torch.where(logp < 0, logp * pen, logp / pen), logp)
+    if seen is not None and params.repetition_penalty != 1.0:
+        logp = _penalize(logp, seen, params.repetition_penalty)
     if params.temperature != 1.0:
         logp = logp / params.temperature
     k = logp.shape[-1] if params.top_k <= 0 else min(max(params.top_k, min_keep), logp.shape[-1])
@@ -293,6 +306,7 @@ def run_decode(
     out_stopped = [False] * b
     done = torch.zeros(b, dtype=torch.bool, device=dev)
     min_keep = 2 if nb > 1 else 1
+    on_logits = params.penalty_on_logits if params.penalty_on_logits is not None else nb == 1
 
     hidden = stepper.first()
     step = 0
@@ -303,14 +317,17 @@ def run_decode(
         normed = model.final_norm(hidden)
         if hid_hist is not None and step < max_limit:
             hid_hist[:, step] = normed
-        logp = torch.log_softmax(model.mel_head(normed).float(), dim=-1)
+        logits = model.mel_head(normed).float()
+        if on_logits and seen is not None:
+            logits = _penalize(logits, seen, params.repetition_penalty)
+        logp = torch.log_softmax(logits, dim=-1)
         logp[:, start_id] = float("-inf")
         at_limit = row_limit == step  # forced stop (exact) or truncation (cap)
         if mode == "exact":
             logp[:, stop_id] = torch.where(
                 row_limit > step, torch.full_like(logp[:, stop_id], float("-inf")), logp[:, stop_id]
             )
-        vals, idx = process_scores(logp, seen, params, min_keep)
+        vals, idx = process_scores(logp, None if on_logits else seen, params, min_keep)
         item_at_limit = at_limit.view(n_items, nb)[:, 0]
 
         if nb == 1:

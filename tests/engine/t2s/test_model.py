@@ -238,3 +238,24 @@ def test_webui_bias_caps_the_sum() -> None:
 def test_emotion_matrices_must_match_emo_num() -> None:
     with pytest.raises(ModelLoadError, match="emo_num"):
         EmotionMatrices(torch.zeros(5, 4), torch.zeros(5, 3))
+
+
+def test_decoding_states_use_the_official_positions(model) -> None:
+    """While decoding, the start token sits at mel position 0 and code k at k + 2."""
+    feats = _feats(model)
+    lat, emo = model.speaker_latents(feats), model.emotion_vector(feats)
+    text = [torch.tensor([9, 10, 11])]
+    out = model.decode(
+        lat, emo, text, budgets=[12], mode="exact", params=DecodeParams(num_beams=3),
+        generator=torch.Generator().manual_seed(1), capture_hidden=True,
+    )  # fmt: skip
+    assert out.hidden is not None
+    codes = out.codes[0]
+    with torch.inference_mode():
+        conds = model.build_conds(lat, emo, [12])
+        prefix, _, _ = model.build_prefix(conds, text)
+        ids = torch.cat([torch.tensor([model.config.start_mel_token]), codes[:-1]])
+        pos = torch.cat([torch.tensor([0]), torch.arange(2, codes.numel() + 1)])
+        x = torch.cat([prefix, model.embed_mel(ids, pos)[None]], dim=1)
+        direct = model.final_norm(model.gpt(x))[0, prefix.shape[1] :]
+    torch.testing.assert_close(out.hidden[0], direct, atol=1e-5, rtol=1e-4)
