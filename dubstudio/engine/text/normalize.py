@@ -1,10 +1,12 @@
 """Text normalisation the official IndexTTS-2 model was trained with (ENGINE_SPEC 2.5).
 
-Pipeline: expand "<word>'s" contractions; protect toned pinyin (``zhong4``) and Chinese names
-behind placeholders; WeText TN (Chinese branch when the text has CJK, no Latin letters, is an
-e-mail, or carries toned pinyin; English otherwise); restore the protected spans (pinyin
-upper-cased, j/q/x + u/ü written with v); map punctuation; then space out CJK characters and
-upper-case everything. Without the `wetext` package only the TN step is skipped.
+Pipeline: expand "<word>'s" contractions; protect the hyphens of technical terms (GPT-5),
+toned pinyin (``zhong4``) and Chinese names behind placeholders; WeText TN (Chinese branch
+when the text has CJK, no Latin letters, is an e-mail, or carries toned pinyin; English
+otherwise); restore the protected spans (pinyin upper-cased, j/q/x + u/ü written with v); map
+punctuation; then space out CJK characters and upper-case everything. Without the `wetext`
+package only the TN step is skipped. Not reproduced: the optional term glossary and the
+`<word|pron>` annotations of later releases.
 """
 
 from __future__ import annotations
@@ -41,6 +43,10 @@ PINYIN_TONE_RE = re.compile(
 )
 #: Chinese names written with a middle dot or hyphen (克里斯托弗·诺兰), kept out of TN.
 NAME_RE = re.compile(r"[\u4e00-\u9fff]+(?:[-·—][\u4e00-\u9fff]+){1,2}")
+#: Hyphenated technical terms (GPT-5-Nano, F5-TTS): their hyphens must not become "minus".
+TECH_TERM_RE = re.compile(r"[A-Za-z][A-Za-z0-9]*(?:-[A-Za-z0-9]+)+")
+_HYPHEN_MARK = "<H>"
+_HYPHEN_MARK_RE = re.compile(r"\s*<H>\s*")
 _CONTRACTION_RE = re.compile(
     r"\b(what|where|who|which|how|t?here|it|s?he|that|this)'s\b", re.IGNORECASE
 )
@@ -85,6 +91,18 @@ def _punctuation_pattern(chinese: bool) -> re.Pattern[str]:
     table = PUNCTUATION_MAP_ZH if chinese else PUNCTUATION_MAP
     keys = sorted(table, key=len, reverse=True)  # longest first: "..." before "."
     return re.compile("|".join(re.escape(k) for k in keys))
+
+
+def _protect_tech_terms(text: str) -> tuple[str, bool]:
+    """Mark the hyphens of technical terms so TN leaves them (digits inside are still read)."""
+    terms = sorted(set(TECH_TERM_RE.findall(text)), key=len, reverse=True)
+    for term in terms:
+        text = text.replace(term, term.replace("-", _HYPHEN_MARK))
+    return text, bool(terms)
+
+
+def _restore_tech_terms(text: str, found: bool) -> str:
+    return _HYPHEN_MARK_RE.sub("-", text) if found else text
 
 
 def _protect(text: str, pattern: re.Pattern[str], tag: str) -> tuple[str, list[str]]:
@@ -142,13 +160,17 @@ class OfficialNormalizer:
         """Normalised text before CJK spacing / upper-casing."""
         text = _CONTRACTION_RE.sub(r"\1 is", text)
         if uses_chinese_branch(text):
-            text, pinyin = _protect(text.rstrip(), PINYIN_TONE_RE, "pinyin")
+            text, tech = _protect_tech_terms(text.rstrip())
+            text, pinyin = _protect(text, PINYIN_TONE_RE, "pinyin")
             text, names = _protect(text, NAME_RE, "n")
             text = self._tn(text, "zh")
             text = _restore(text, names, "n")
             text = _restore(text, pinyin, "pinyin", correct_pinyin)
+            text = _restore_tech_terms(text, tech)
             return map_punctuation(text, chinese=True)
-        return map_punctuation(self._tn(text, "en"), chinese=False)
+        text, tech = _protect_tech_terms(text)
+        text = _restore_tech_terms(self._tn(text, "en"), tech)
+        return map_punctuation(text, chinese=False)
 
     def __call__(self, text: str) -> str:
         """Full pre-tokenizer output: normalised, CJK spaced, upper-cased."""

@@ -135,3 +135,9 @@ def test_split_pieces_falls_back_to_commas_hyphens_then_hard_cuts() -> None:
 def test_missing_model_file_is_reported(tmp_path: Path) -> None:
     with pytest.raises(ModelLoadError, match="not found"):
         BpeFrontEnd(tmp_path / "bpe.model")
+
+
+def test_hyphens_of_technical_terms_are_not_read_as_minus() -> None:
+    n = OfficialNormalizer()
+    assert n("GPT-5-Nano 是 GPT-5 模型") == "GPT- 五 -NANO 是 GPT- 五 模 型"
+    assert n("such as F5-TTS and XTTS") == "SUCH AS F FIVE-TTS AND XTTS"
