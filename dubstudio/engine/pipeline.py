@@ -715,6 +715,8 @@ class Synthesizer:
                     f"Internal budget error: vocoder gave {wave.numel()} samples for {at_voc}."
                 )
             wave = wave[:at_voc] if diff < 0 else torch.nn.functional.pad(wave, (0, diff))
+            if at_voc == 0:  # a budget under one vocoder sample: nothing audible fits
+                return np.zeros(samples, np.float32)
         out = resample(wave[None], voc_rate, rate)[0].clamp(-1.0, 1.0).numpy().astype(np.float32)
         if samples is None:
             return out

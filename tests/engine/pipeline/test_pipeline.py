@@ -326,3 +326,23 @@ def test_engine_failures_become_render_errors_naming_the_line(
     )
     with pytest.raises(RenderError, match=r"line-7.*wrong number of bands"):
         syn.synthesize(request)
+
+
+@given(
+    samples=st.integers(1, 48000 * 8),
+    rate=st.sampled_from([16000, 22050, 24000, 32000, 44100, 48000, 96000]),
+)
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+def test_sample_fit_lands_exactly_for_any_budget(
+    samples: int, rate: int, fast_synthesizer: Synthesizer
+) -> None:
+    # The vocoder gives hop samples per budgeted mel frame; the fit must land on `samples`.
+    _, frames = budget_for_samples(
+        samples, rate, fast_synthesizer.bundle.token_rate, fast_synthesizer.bundle.mel_rate
+    )
+    wave = torch.full((max(frames, 1) * 256,), 0.25)
+    out = fast_synthesizer._fit_to_rate(wave, samples, rate)
+    assert out.shape == (samples,)
+    assert out.dtype == np.float32
