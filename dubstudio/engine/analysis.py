@@ -93,9 +93,14 @@ def read_mono(path: str | Path) -> tuple[np.ndarray, int]:
 
 @lru_cache(maxsize=1)
 def _vad_model() -> Any:
+    import warnings
+
     from silero_vad import load_silero_vad
 
-    return load_silero_vad()
+    with warnings.catch_warnings():
+        # silero-vad 6 uses the deprecated importlib.resources.path to find its bundled model.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return load_silero_vad()
 
 
 def speech_regions(audio: np.ndarray, sample_rate: int) -> list[tuple[float, float]]:
