@@ -11,7 +11,8 @@ decoding matches the official `inference_speech` token for token. Sampling witho
 replacement uses the Gumbel-top-k trick with the caller's generator (same distribution as
 torch.multinomial without replacement, and it never fails when fewer candidates than
 requested have non-zero mass).
-The start id is never sampled (it is not a codec code; the official sampler could emit it).
+The start id is never sampled (it is not a codec code; the official sampler could emit it),
+and the stop id not at the first step (no line comes back empty).
 Rows of finished lines are dropped from the batch (and the KV cache) in batches, so a scene
 of short and long lines does not keep paying for the finished ones.
 """
@@ -323,7 +324,8 @@ def run_decode(
         logp = torch.log_softmax(logits, dim=-1)
         logp[:, start_id] = float("-inf")
         at_limit = row_limit == step  # forced stop (exact) or truncation (cap)
-        if mode == "exact":
+        if step == 0 or mode == "exact":
+            # Every line gets at least one code (an empty line is never useful downstream).
             logp[:, stop_id] = torch.where(
                 row_limit > step, torch.full_like(logp[:, stop_id], float("-inf")), logp[:, stop_id]
             )

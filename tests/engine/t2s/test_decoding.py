@@ -157,14 +157,32 @@ def test_kv_cache_matches_full_recomputation(model, voice, beams) -> None:
     assert run(True) == run(False)
 
 
-def test_batched_lines_decode_like_single_lines(model, voice) -> None:
+@pytest.mark.parametrize("beams", [1, 3])
+def test_batched_lines_decode_like_single_lines(model, voice, beams) -> None:
     lat, emo = voice
     texts = _texts(4, 8)  # different lengths: the batch is left-padded
     budgets = [15, 40, 3, 22]
-    greedy = DecodeParams.sampling(do_sample=False)
+    greedy = DecodeParams(num_beams=beams, do_sample=False)
     together = model.generate(lat, emo, texts, budgets=budgets, mode="exact", params=greedy)
     for text, budget, codes in zip(texts, budgets, together, strict=True):
         alone = model.generate(lat, emo, [text], budgets=[budget], mode="exact", params=greedy)
+        assert alone[0].tolist() == codes.tolist()
+
+
+@pytest.mark.parametrize("beams", [1, 3])
+def test_free_lines_finishing_at_different_steps_decode_like_single_lines(voice, beams) -> None:
+    torch.manual_seed(5)
+    m = UnifiedVoice.from_config(T2SConfig.tiny())
+    with torch.no_grad():
+        m.mel_head.bias[m.config.stop_mel_token] = 0.0  # lines stop after 6 to 51 tokens
+    lat, emo = voice
+    texts = _texts(9, 13)
+    greedy = DecodeParams(num_beams=beams, do_sample=False, max_tokens=60)
+    together = m.decode(lat, emo, texts, mode="free", params=greedy)
+    lengths = {c.numel() for c in together.codes}
+    assert len(lengths) > 1  # finished lines are dropped from the batch mid-way
+    for text, codes in zip(texts, together.codes, strict=True):
+        alone = m.generate(lat, emo, [text], mode="free", params=greedy)
         assert alone[0].tolist() == codes.tolist()
 
 
@@ -226,6 +244,7 @@ def test_free_mode_stops_on_the_models_stop_token_and_respects_the_cap(voice) ->
     )
     assert all(out.stopped)
     assert max(c.numel() for c in out.codes) < 10
+    assert min(c.numel() for c in out.codes) >= 1  # never an empty line
     with torch.no_grad():
         m.mel_head.bias[m.config.stop_mel_token] = -50.0  # it never stops
     out = m.decode(
