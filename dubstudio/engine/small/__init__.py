@@ -70,8 +70,8 @@ def small_config(size: str = "default") -> dict[str, Any]:
 
     tiny = size == "tiny"
     cond = ConformerConfig(
-        output_size=16 if tiny else 128,
-        linear_units=32 if tiny else 256,
+        output_size=16 if tiny else 96,
+        linear_units=32 if tiny else 192,
         attention_heads=2,
         num_blocks=1,
         kernel_size=3 if tiny else 7,
@@ -80,7 +80,7 @@ def small_config(size: str = "default") -> dict[str, Any]:
     )
     t2s = T2SConfig(
         cond_input_dim=80,
-        model_dim=32 if tiny else 256,
+        model_dim=32 if tiny else 192,
         layers=2 if tiny else 4,
         heads=2 if tiny else 4,
         number_text_tokens=VOCAB_SIZE,
@@ -92,23 +92,23 @@ def small_config(size: str = "default") -> dict[str, Any]:
         num_latents=4 if tiny else 8,
         speaker=cond,
         emotion=cond,
-        emo_perceiver_dim=24 if tiny else 128,
+        emo_perceiver_dim=24 if tiny else 96,
         perceiver_dim_head=8 if tiny else 32,
     )
     s2m = S2MConfig(
-        content_dim=24 if tiny else 128,
-        channels=32 if tiny else 192,
+        content_dim=24 if tiny else 96,
+        channels=32 if tiny else 128,
         regulator_blocks=2,
         regulator_codebook=8,
-        hidden=32 if tiny else 192,
+        hidden=32 if tiny else 160,
         heads=2 if tiny else 4,
         depth=2 if tiny else 4,
-        ffn_dim=48 if tiny else 512,
+        ffn_dim=48 if tiny else 384,
         dit_codebook=8,
         n_mels=80,
         style_dim=STYLE_DIM,
-        wavenet_hidden=32 if tiny else 192,
-        wavenet_layers=2 if tiny else 4,
+        wavenet_hidden=32 if tiny else 128,
+        wavenet_layers=2 if tiny else 3,
         gpt_dim=None,
         block_size=4096,
     )
@@ -116,7 +116,7 @@ def small_config(size: str = "default") -> dict[str, Any]:
         "builder": BUILDER,
         "t2s": t2s.to_dict(),
         "s2m": s2m.to_dict(),
-        "tokenizer": {"channels": 16 if tiny else 192, "layers": 2 if tiny else 3},
+        "tokenizer": {"channels": 16 if tiny else 128, "layers": 2 if tiny else 3},
         "t2e": {"hidden": 16 if tiny else 128},
         "emo_num": [1] * 8,
         # Phone tokens repeat for a phone's duration: the official repetition penalty would
@@ -241,7 +241,7 @@ class GE2EEncoder(nn.Module):
 
     @torch.inference_mode()
     def embed(self, wave16k: torch.Tensor) -> torch.Tensor:
-        """Utterance embedding: mean of 1.6 s partials (50 % overlap), L2-normalised. (N,) -> (S,)."""
+        """Utterance embedding: mean of 1.6 s partials, 50 % overlap, L2-normalised. (N,) -> (S,)."""
         wave = wave16k.float()
         rms = wave.pow(2).mean().sqrt().clamp(min=1e-6)
         target = 10 ** (-30 / 20)

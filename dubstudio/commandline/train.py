@@ -1,0 +1,87 @@
+"""`dubstudio train ...` and `dubstudio eval MODEL`: the bundled model's training and evaluation."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Any
+
+STAGES = ("corpus", "features", "tokenizer", "t2s", "s2m", "t2e", "export", "all")
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``train`` and ``eval`` sub-commands."""
+    train = subparsers.add_parser(
+        "train",
+        help="train the bundled default voice model (corpus, tokenizer, t2s, s2m, t2e, export)",
+        description="Reproduce the bundled model: `dubstudio train all` runs every stage.",
+    )
+    train.add_argument("stage", choices=STAGES)
+    train.add_argument("--data", default="data", help="corpus and features directory")
+    train.add_argument("--runs", default="runs", help="checkpoints and loss logs")
+    train.add_argument("--out", default="resources/models/dubstudio-small-en", help="bundle dir")
+    train.add_argument("--size", default="default", choices=("default", "tiny"))
+    train.add_argument("--steps", type=int, default=100000, help="step cap per trainer")
+    train.add_argument("--minutes", type=float, default=30.0, help="time cap per trainer")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--threads", type=int, default=1, help="torch threads")
+    train.set_defaults(func=_run_train)
+
+    ev = subparsers.add_parser(
+        "eval", help="evaluate a model bundle and write its model card table"
+    )
+    ev.add_argument("model", help="bundle directory or name")
+    ev.add_argument("--data", default="data", help="corpus with the held-out split")
+    ev.add_argument("--runs", default="runs", help="checkpoints (for the GRL probe)")
+    ev.add_argument("--lines", type=int, default=12, help="held-out sentences used")
+    ev.add_argument("--card", action="store_true", help="write the table into MODEL_CARD.md")
+    ev.add_argument("--threads", type=int, default=1)
+    ev.set_defaults(func=_run_eval)
+
+
+def _progress(fraction: float, stage: str) -> None:
+    print(f"\r{stage}: {100 * fraction:5.1f} %", end="", file=sys.stderr, flush=True)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    import torch
+
+    from dubstudio.training import workflow
+
+    torch.set_num_threads(args.threads)
+    stages = STAGES[:-1] if args.stage == "all" else (args.stage,)
+    for stage in stages:
+        t0 = time.monotonic()
+        if stage == "export":
+            path = workflow.export_bundle(args.data, args.runs, args.out, size=args.size)
+            print(f"bundle written to {path}")
+        else:
+            result = workflow.run_stage(
+                stage,
+                args.data,
+                args.runs,
+                size=args.size,
+                steps=args.steps,
+                minutes=args.minutes,
+                seed=args.seed,
+                on_progress=_progress,
+            )
+            if isinstance(result, dict):
+                print(result)
+        print(f"\n{stage}: done in {time.monotonic() - t0:.0f} s", flush=True)
+    return 0
+
+
+def _run_eval(args: argparse.Namespace) -> int:
+    import torch
+
+    from dubstudio.training.evaluate import evaluate, format_table, write_card
+
+    torch.set_num_threads(args.threads)
+    results = evaluate(args.model, args.data, args.runs, lines=args.lines)
+    table = format_table(results)
+    print(table)
+    if args.card:
+        print(f"written to {write_card(args.model, table)}")
+    return 0

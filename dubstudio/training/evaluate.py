@@ -1,0 +1,387 @@
+"""`dubstudio eval`: measure a small bundle on held-out sentences and voices.
+
+Measures (each printed in the table and written to MODEL_CARD.md):
+* intelligibility: pocketsphinx WER of renders vs the source voice's own WER on the same
+  held-out sentences;
+* speaker similarity (GE2E cosine): each render vs its own reference and vs every other
+  speaker's reference; share of lines closer to their own;
+* budget compliance: renders in ``exact`` mode have exactly the requested sample count;
+* emotion: each emotion at weight 1 vs calm at the same exact budget: F0 median, F0 range
+  (p90 - p10), RMS energy; speaking rate from the T2S natural token count in free mode;
+* disentanglement: logistic-regression probe accuracy of the speaker from emotion vectors,
+  model after stage 1 (no GRL) vs final (GRL), on held-out utterances; chance = 1 / speakers;
+* speed: seconds per second of audio for each pipeline stage.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from dubstudio.core.model import EMOTION_NAMES
+from dubstudio.training.corpus import STYLES, read_metadata
+
+log = logging.getLogger(__name__)
+
+EXTRA_HELDOUT = "espeak-en-us"  # a second held-out voice, from a different engine
+
+
+@dataclass
+class EvalResults:
+    """Everything `evaluate` measured (see the module docstring)."""
+
+    rows: list[tuple[str, str]] = field(default_factory=list)
+    emotion_rows: list[tuple[str, float, float, float, float]] = field(default_factory=list)
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+# ----------------------------------------------------------------------------------------------
+# Measures
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"[a-z']+", text.lower())
+
+
+def wer(ref: str, hyp: str) -> tuple[int, int]:
+    """(edit distance in words, reference word count)."""
+    r, h = _words(ref), _words(hyp)
+    d = list(range(len(h) + 1))
+    for i in range(1, len(r) + 1):
+        prev, d[0] = d[0], i
+        for j in range(1, len(h) + 1):
+            cur = min(d[j] + 1, d[j - 1] + 1, prev + (r[i - 1] != h[j - 1]))
+            prev, d[j] = d[j], cur
+    return d[len(h)], len(r)
+
+
+class Recognizer:
+    """pocketsphinx en-US recognizer over float audio."""
+
+    def __init__(self) -> None:
+        from pocketsphinx import Decoder
+
+        self.decoder = Decoder(samprate=16000, logfn="/dev/null")
+
+    def __call__(self, audio: np.ndarray, rate: int) -> str:
+        from dubstudio.engine.audio import resample
+
+        wav = resample(torch.from_numpy(audio).float(), rate, 16000).numpy()
+        pcm = (np.clip(wav, -1, 1) * 32767).astype(np.int16)
+        self.decoder.start_utt()
+        self.decoder.process_raw(pcm.tobytes(), full_utt=True)
+        self.decoder.end_utt()
+        hyp = self.decoder.hyp()
+        return hyp.hypstr if hyp is not None else ""
+
+
+def f0_track(audio: np.ndarray, rate: int, lo: float = 60.0, hi: float = 500.0) -> np.ndarray:
+    """F0 per 10 ms hop (Hz, 0 = unvoiced) by normalised autocorrelation over 40 ms frames.
+
+    The first lag reaching 90 % of the best peak is taken, which avoids octave-down errors on
+    strongly periodic signals.
+    """
+    hop, win = rate // 100, int(0.04 * rate)
+    lag_lo, lag_hi = int(rate / hi), int(rate / lo)
+    out = []
+    for start in range(0, len(audio) - win - lag_hi, hop):
+        x = audio[start : start + win + lag_hi].astype(np.float64)
+        a = x[:win] - x[:win].mean()
+        energy = float(a @ a)
+        if energy < 1e-6:
+            out.append(0.0)
+            continue
+        r = (
+            np.array([a @ (x[k : k + win] - x[k : k + win].mean()) for k in range(lag_lo, lag_hi)])
+            / energy
+        )
+        best = float(r.max())
+        if best < 0.5:
+            out.append(0.0)
+            continue
+        k = int(np.argmax(r >= 0.9 * best))
+        out.append(rate / (lag_lo + k))
+    return np.array(out)
+
+
+def prosody(audio: np.ndarray, rate: int) -> tuple[float, float, float]:
+    """(F0 median Hz, F0 range p90-p10 Hz, RMS energy dB) over voiced, non-silent frames."""
+    if rate > 16000:
+        audio = _resample16(audio, rate)
+        rate = 16000
+    wav = torch.from_numpy(np.ascontiguousarray(audio)).float()
+    hop = rate // 100
+    frames = wav[: len(wav) // hop * hop].reshape(-1, hop)
+    rms = frames.pow(2).mean(1).sqrt()
+    active = rms > rms.max() * 0.1
+    energy = float(20 * torch.log10(rms[active].mean().clamp(min=1e-8)))
+    f0 = f0_track(audio, rate)
+    f0 = f0[f0 > 0]
+    if f0.size < 3:
+        return float("nan"), float("nan"), energy
+    p10, p50, p90 = np.percentile(f0, [10, 50, 90])
+    return float(p50), float(p90 - p10), energy
+
+
+def _espeak_reference(text: str, out: Path) -> Path | None:
+    if shutil.which("espeak-ng") is None:
+        return None
+    subprocess.run(["espeak-ng", "-v", "en-us", "-w", str(out), text], check=True)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Evaluation
+
+
+def evaluate(
+    model: str | Path,
+    data: str | Path,
+    runs: str | Path | None = None,
+    *,
+    lines: int = 6,
+    emotion_lines: int = 1,
+    emotions: tuple[str, ...] = EMOTION_NAMES,
+    seed: int = 0,
+) -> EvalResults:
+    """Run every measure on a bundle (see the module docstring)."""
+    import soundfile as sf
+
+    from dubstudio.engine.api import EmotionRequest, SynthesisRequest, VoiceRef
+    from dubstudio.engine.bundles import load_bundle
+    from dubstudio.engine.pipeline import Synthesizer
+    from dubstudio.engine.small import GE2EEncoder
+
+    data = Path(data)
+    corpus = data / "corpus"
+    bundle = load_bundle(model)
+    synth = Synthesizer.from_bundle(bundle)
+    ge2e = GE2EEncoder.pretrained()
+    asr = Recognizer()
+    res = EvalResults()
+    utts = read_metadata(corpus)
+    test = [u for u in utts if u.split == "test"]
+    sentences = sorted({u.text for u in test})
+    eval_sents, ref_sents = sentences[:lines], sentences[-2:]
+    voices = sorted({u.voice for u in test})
+    train_voices = sorted({u.voice for u in utts if u.split == "train"})
+    heldout = [v for v in voices if v not in train_voices]
+    tmp = Path(tempfile.mkdtemp(prefix="dubstudio-eval-"))
+
+    def ref_for(voice: str) -> Path:
+        if voice == EXTRA_HELDOUT:
+            p = _espeak_reference(f"{ref_sents[0]} {ref_sents[1]}", tmp / "espeak_ref.wav")
+            assert p is not None
+            return p
+        u = next(
+            u for u in test if u.voice == voice and u.style == "calm" and u.text == ref_sents[0]
+        )
+        return corpus / u.wav
+
+    if shutil.which("espeak-ng") is not None:
+        heldout.append(EXTRA_HELDOUT)
+    all_voices = [*voices, *([EXTRA_HELDOUT] if EXTRA_HELDOUT in heldout else [])]
+    refs = {v: ref_for(v) for v in all_voices}
+    ref_emb = {}
+    for v, p in refs.items():
+        audio, rate = sf.read(str(p), dtype="float32")
+        from dubstudio.engine.audio import resample
+
+        ref_emb[v] = ge2e.embed(resample(torch.from_numpy(audio), rate, 16000))
+
+    # ---- intelligibility, similarity, budgets, speed
+    eval_voices = [train_voices[-1], *heldout]
+    err_model = err_src = n_words = 0
+    closer = total = exact_ok = exact_n = 0
+    own_sims: list[float] = []
+    other_sims: list[float] = []
+    stage_sec: dict[str, float] = {}
+    audio_sec = 0.0
+    for voice in eval_voices:
+        vref = VoiceRef(str(refs[voice]))
+        for text in eval_sents:
+            src = next(
+                (u for u in test if u.voice == voice and u.style == "calm" and u.text == text),
+                None,
+            )
+            if src is not None:
+                src_audio, src_rate = sf.read(str(corpus / src.wav), dtype="float32")
+                target = round(len(src_audio) / src_rate * 22050)
+            else:
+                src_audio, src_rate, target = None, 16000, round(2.6 * 22050)
+            req = SynthesisRequest(
+                text=text, voice=vref, sample_rate=22050, target_samples=target,
+                duration_mode="exact", seed=seed,
+            )  # fmt: skip
+            out = synth.synthesize(req)
+            exact_n += 1
+            exact_ok += int(len(out.audio) == target)
+            for k, v in out.stage_seconds.items():
+                stage_sec[k] = stage_sec.get(k, 0.0) + v
+            audio_sec += len(out.audio) / 22050
+            e, n = wer(text, asr(out.audio, 22050))
+            if src_audio is not None:
+                es, _ = wer(text, asr(src_audio, src_rate))
+                err_src += es
+                err_model += e
+                n_words += n
+            emb = ge2e.embed(torch.from_numpy(_resample16(out.audio, 22050)))
+            sims = {v: float(emb @ ref_emb[v]) for v in all_voices}
+            own = sims.pop(voice)
+            own_sims.append(own)
+            other_sims.append(max(sims.values()))
+            if voice in heldout:
+                total += 1
+                closer += int(own > max(sims.values()))
+    wer_m = err_model / max(1, n_words)
+    wer_s = err_src / max(1, n_words)
+    res.rows += [
+        ("held-out sentences / voices used", f"{len(eval_sents)} / {', '.join(eval_voices)}"),
+        ("WER model (pocketsphinx)", f"{wer_m:.3f}"),
+        ("WER source voices, same sentences", f"{wer_s:.3f}"),
+        ("WER ratio model / source (target <= 1.5)", f"{wer_m / max(wer_s, 1e-9):.2f}"),
+        ("GE2E cosine to own reference (mean)", f"{np.mean(own_sims):.3f}"),
+        ("GE2E cosine to closest other speaker (mean)", f"{np.mean(other_sims):.3f}"),
+        ("held-out-voice lines closer to own reference (target >= 80 %)",
+         f"{100 * closer / max(1, total):.0f} % ({closer}/{total})"),
+        ("exact-budget renders with exact length", f"{exact_ok}/{exact_n}"),
+    ]  # fmt: skip
+    for k, v in sorted(stage_sec.items()):
+        res.rows.append((f"speed: {k} seconds per audio second", f"{v / audio_sec:.3f}"))
+    res.rows.append(("speed: total real-time factor", f"{sum(stage_sec.values()) / audio_sec:.3f}"))
+    res.data.update(wer_model=wer_m, wer_source=wer_s, closer=closer, total=total)
+
+    # ---- emotions at a fixed budget vs calm
+    voice = train_voices[-1]
+    vref = VoiceRef(str(refs[voice]))
+    comp = synth.components
+    measures: dict[str, list[tuple[float, float, float, float]]] = {}
+    for text in eval_sents[:emotion_lines]:
+        for k, name in enumerate(EMOTION_NAMES):
+            if name not in emotions and name != "calm":
+                continue
+            vec = tuple(1.0 if i == k else 0.0 for i in range(8))
+            emo = EmotionRequest(mode="vector", vector=vec)
+            out = synth.synthesize(
+                SynthesisRequest(
+                    text=text,
+                    voice=vref,
+                    emotion=emo,
+                    sample_rate=22050,
+                    target_samples=round(2.8 * 22050),
+                    duration_mode="exact",
+                    seed=seed,
+                )
+            )
+            f0, rng_, en = prosody(out.audio, 22050)
+            tokens = _natural_tokens(synth, comp, vref, emo, text, seed)
+            measures.setdefault(name, []).append((f0, rng_, en, tokens))
+    calm = np.nanmean(np.array(measures["calm"]), axis=0)
+    for name in [n for n in EMOTION_NAMES if n in measures]:
+        m = np.nanmean(np.array(measures[name]), axis=0)
+        rate_change = calm[3] / m[3] if m[3] else float("nan")
+        res.emotion_rows.append((name, m[0] - calm[0], m[1] - calm[1], m[2] - calm[2], rate_change))
+    # ---- GRL probe
+    if runs is not None and (Path(runs) / "t2s_stage1.ckpt").is_file():
+        res.rows += grl_probe(comp.t2s, Path(runs) / "t2s_stage1.ckpt", data)
+    shutil.rmtree(tmp, ignore_errors=True)
+    return res
+
+
+def _resample16(audio: np.ndarray, rate: int) -> np.ndarray:
+    from dubstudio.engine.audio import resample
+
+    return resample(torch.from_numpy(audio).float(), rate, 16000).numpy()
+
+
+@torch.inference_mode()
+def _natural_tokens(synth: Any, comp: Any, vref: Any, emo: Any, text: str, seed: int) -> float:
+    """Tokens the T2S model chooses in free mode for this emotion (speaking-rate proxy)."""
+    from dubstudio.engine.api import SynthesisRequest
+
+    voice = synth._voice(vref)
+    emovec = synth._emovec(SynthesisRequest(text=text, voice=vref, emotion=emo), voice)
+    segs = synth._segments(text)
+    counts = []
+    for s in range(3):
+        codes = synth._generate(
+            voice, emovec, segs, [None] * len(segs), "free", seed + s, None, None
+        )
+        counts.append(sum(int(c.numel()) for c in codes))
+    return float(np.mean(counts))
+
+
+@torch.inference_mode()
+def grl_probe(t2s: Any, stage1_ckpt: Path, data: Path) -> list[tuple[str, str]]:
+    """Speaker-probe accuracy from emotion vectors: stage-1 model (no GRL) vs final model."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import cross_val_score
+
+    from dubstudio.engine.small import normalize_frames
+    from dubstudio.training.features import load_items
+
+    items = [it for it in load_items(data / "features.pt") if it.utt.split == "test"]
+    feats = [normalize_frames(it.mel[None]) for it in items]
+    speakers = np.array([it.utt.voice for it in items])
+    styles = np.array([it.utt.style for it in items])
+    import copy
+
+    stage1 = copy.deepcopy(t2s)
+    stage1.load_state_dict(
+        torch.load(str(stage1_ckpt), map_location="cpu", weights_only=True)["model"]
+    )
+    out = []
+    chance = 1.0 / len(set(speakers))
+    for label, model in (("without GRL (after stage 1)", stage1), ("with GRL (final)", t2s)):
+        vecs = np.stack([model.emotion_vector(f)[0].float().numpy() for f in feats])
+        probe = LogisticRegression(max_iter=2000)
+        spk = float(cross_val_score(probe, vecs, speakers, cv=4).mean())
+        emo = float(cross_val_score(probe, vecs, styles, cv=4).mean())
+        out.append((f"GRL probe {label}: speaker acc / emotion acc", f"{spk:.2f} / {emo:.2f}"))
+    out.append(("GRL probe chance (speaker)", f"{chance:.2f}"))
+    return out
+
+
+def format_table(res: EvalResults) -> str:
+    """Markdown tables of the results."""
+    lines = ["| measure | value |", "|---|---|"]
+    lines += [f"| {a} | {b} |" for a, b in res.rows]
+    lines += [
+        "",
+        "Emotion at weight 1 vs calm, same exact budget (recipe direction in brackets: "
+        "pitch, range, energy, rate):",
+        "",
+        "| emotion | ΔF0 median (Hz) | ΔF0 range (Hz) | Δenergy (dB) | rate vs calm (free mode) |",
+        "|---|---|---|---|---|",
+    ]
+    for name, f0, rng_, en, rate in res.emotion_rows:
+        r = STYLES[name]
+        lines.append(
+            f"| {name} (×{r.pitch:g}, ×{r.pitch_range:g}, {r.gain_db:+g} dB, ×{r.rate:g}) | "
+            f"{f0:+.1f} | {rng_:+.1f} | {en:+.1f} | ×{rate:.2f} |"
+        )
+    return "\n".join(lines)
+
+
+def write_card(model: str | Path, table: str) -> Path:
+    """Replace the evaluation section of the bundle's MODEL_CARD.md with ``table``."""
+    from dubstudio.engine.bundles import load_bundle
+
+    card = load_bundle(model).root / "MODEL_CARD.md"
+    begin, end = "<!-- eval:begin -->", "<!-- eval:end -->"
+    text = card.read_text(encoding="utf-8") if card.is_file() else f"{begin}\n{end}\n"
+    if begin not in text:
+        text += f"\n{begin}\n{end}\n"
+    head, rest = text.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    card.write_text(f"{head}{begin}\n{table}\n{end}{tail}", encoding="utf-8")
+    return card

@@ -1,0 +1,126 @@
+"""Feature extraction for training: log-mel, frame/token phone labels, GE2E style per utterance.
+
+Dimension legend: M mel bands (80), F mel frames (86.13 Hz), T_tok tokens (bundle token rate),
+S style width (256).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dubstudio.engine.audio import mel_spectrogram, resample
+from dubstudio.engine.small import GE2EEncoder, mel_config
+from dubstudio.engine.text.phonemes import PHONE_INDEX
+from dubstudio.training.corpus import Utterance, read_metadata
+
+log = logging.getLogger(__name__)
+
+TOKEN_RATE = Fraction(25)
+STYLE_SAMPLES = 6
+
+
+@dataclass
+class Item:
+    """Features of one utterance.
+
+    Attributes:
+        utt: Its metadata.
+        mel: (M, F) log-mel.
+        frame_labels: (F,) phone class per mel frame.
+        codes: (T_tok,) phone class per token frame (the semantic tokens).
+        style: (S,) GE2E embedding.
+    """
+
+    utt: Utterance
+    mel: torch.Tensor
+    frame_labels: torch.Tensor
+    codes: torch.Tensor
+    style: torch.Tensor
+
+
+def labels_at(times: np.ndarray, phones: list[tuple[str, float]]) -> torch.Tensor:
+    """Phone class at each time (s) from (phone, end) timings; past the end -> ``pau``."""
+    ends = np.array([end for _, end in phones])
+    ids = np.array([PHONE_INDEX.get(name, 0) for name, _ in phones] + [0])
+    return torch.from_numpy(ids[np.searchsorted(ends, times, side="right")]).long()
+
+
+def n_tokens_for_frames(frames: int, token_rate: Fraction = TOKEN_RATE) -> int:
+    """Token count of ``frames`` mel frames (same rule as `SmallReferenceEncoder.n_tokens`)."""
+    cfg = mel_config()
+    return max(1, round(Fraction(frames) * token_rate * cfg.hop / cfg.sample_rate))
+
+
+def extract(
+    corpus_dir: str | Path,
+    out_path: str | Path,
+    *,
+    on_progress: Callable[[float, str], None] | None = None,
+) -> Path:
+    """Compute `Item`s for every utterance and save them (torch file of plain tensors/dicts)."""
+    import soundfile as sf
+
+    cfg = mel_config()
+    ge2e = GE2EEncoder.pretrained()
+    utts = read_metadata(corpus_dir)
+    records = []
+    # GE2E is the slow part: embed up to STYLE_SAMPLES utterances per (voice, style, split)
+    # group and give every utterance its group's mean (what a reference clip of that voice and
+    # style yields), instead of embedding all of them.
+    groups: dict[tuple[str, str, str], list[torch.Tensor]] = {}
+    for i, utt in enumerate(utts):
+        audio, rate = sf.read(str(Path(corpus_dir) / utt.wav), dtype="float32")
+        wav = torch.from_numpy(audio)
+        mel = mel_spectrogram(resample(wav, rate, cfg.sample_rate)[None], cfg)[0]
+        frames = mel.shape[-1]
+        t_frames = (np.arange(frames) + 0.5) * cfg.hop / cfg.sample_rate
+        n_tok = n_tokens_for_frames(frames)
+        t_tok = (np.arange(n_tok) + 0.5) / float(TOKEN_RATE)
+        group = groups.setdefault((utt.voice, utt.style, utt.split), [])
+        if len(group) < STYLE_SAMPLES:
+            group.append(ge2e.embed(resample(wav, rate, 16000)))
+        records.append(
+            {
+                "meta": utt.__dict__,
+                "mel": mel.half(),
+                "frame_labels": labels_at(t_frames, utt.phones).to(torch.uint8),
+                "codes": labels_at(t_tok, utt.phones).to(torch.uint8),
+                "group": (utt.voice, utt.style, utt.split),
+            }
+        )
+        if on_progress is not None and i % 100 == 0:
+            on_progress(i / len(utts), "features")
+    means = {k: torch.stack(v).mean(0) for k, v in groups.items()}
+    for r in records:
+        m = means[r.pop("group")]
+        r["style"] = m / m.norm()
+    out = Path(out_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(records, str(out))
+    return out
+
+
+def load_items(path: str | Path) -> list[Item]:
+    """Inverse of `extract`."""
+    records = torch.load(str(path), map_location="cpu", weights_only=True)
+    out = []
+    for r in records:
+        meta = dict(r["meta"])
+        meta["phones"] = [tuple(p) for p in meta["phones"]]
+        out.append(
+            Item(
+                Utterance(**meta),
+                r["mel"].float(),
+                r["frame_labels"].long(),
+                r["codes"].long(),
+                r["style"].float(),
+            )
+        )
+    return out

@@ -1,0 +1,486 @@
+"""Training recipes of the small model: tokenizer, T2S (three stages with GRL), S2M (CFM), T2E.
+
+Every trainer is time- and step-budgeted, seeds its random sources, checkpoints to
+``<run>/<name>.ckpt`` (resumed when present) and appends its losses to ``<run>/<name>.log``.
+
+Dimension legend: B batch, M mel bands (80), F mel frames, T_tok token frames, L text tokens,
+D GPT width, S style width, P phone classes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dubstudio.core.model import EMOTION_NAMES
+from dubstudio.engine.small import (
+    T2EHead,
+    build_modules,
+    minilm_embed,
+    normalize_frames,
+)
+from dubstudio.engine.text.phonemes import PhonemeFrontEnd
+from dubstudio.training.features import Item
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[float, str], None]
+
+
+@dataclass
+class Budget:
+    """How long a trainer runs: whichever of steps / seconds is reached first."""
+
+    steps: int
+    seconds: float = float("inf")
+
+
+class _Run:
+    """Checkpoint + loss-log helper of one trainer."""
+
+    def __init__(self, run_dir: str | Path, name: str) -> None:
+        self.dir = Path(run_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.ckpt = self.dir / f"{name}.ckpt"
+        self.log_path = self.dir / f"{name}.log"
+
+    def load(self) -> dict[str, Any] | None:
+        if not self.ckpt.is_file():
+            return None
+        return torch.load(str(self.ckpt), map_location="cpu", weights_only=True)  # type: ignore[no-any-return]
+
+    def save(self, state: Mapping[str, Any]) -> None:
+        tmp = self.ckpt.with_suffix(".tmp")
+        torch.save(dict(state), str(tmp))
+        tmp.replace(self.ckpt)
+
+    def log(self, **values: Any) -> None:
+        with self.log_path.open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps(values) + "\n")
+
+
+def _pad_frames(seqs: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """List of (F_i, M) -> (B, F_max, M) zero-padded, lengths (B,)."""
+    lens = torch.tensor([s.shape[0] for s in seqs])
+    out = seqs[0].new_zeros(len(seqs), int(lens.max()), seqs[0].shape[1])
+    for i, s in enumerate(seqs):
+        out[i, : s.shape[0]] = s
+    return out, lens
+
+
+def _crop(x: torch.Tensor, length: int, rng: random.Random) -> torch.Tensor:
+    """Random crop of at most ``length`` along the last axis."""
+    n = x.shape[-1]
+    if n <= length:
+        return x
+    a = rng.randrange(0, n - length + 1)
+    return x[..., a : a + length]
+
+
+# ----------------------------------------------------------------------------------------------
+# Tokenizer
+
+
+def train_tokenizer(
+    items: Sequence[Item],
+    config: Mapping[str, Any],
+    run_dir: str | Path,
+    budget: Budget,
+    *,
+    seed: int = 0,
+    batch: int = 16,
+    crop: int = 200,
+    on_progress: Progress | None = None,
+) -> nn.Module:
+    """Train the frame tokenizer (`SmallReference.tokenizer`) on phone labels of mel frames."""
+    run = _Run(run_dir, "tokenizer")
+    torch.manual_seed(seed)
+    rng = random.Random(seed)
+    reference = build_modules(config)["reference"]
+    tok = reference.tokenizer  # type: ignore[union-attr]
+    opt = torch.optim.AdamW(tok.parameters(), lr=1e-3, weight_decay=1e-4)
+    step = 0
+    state = run.load()
+    if state is not None:
+        tok.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        step = int(state["step"])
+    start = time.monotonic()
+    tok.train()
+    while step < budget.steps and time.monotonic() - start < budget.seconds:
+        picks = [rng.choice(items) for _ in range(batch)]
+        mels, labels = [], []
+        for it in picks:
+            joint = torch.cat([it.mel, it.frame_labels[None].float()], dim=0)
+            joint = _crop(joint, crop, rng)
+            mels.append(joint[:-1].T)
+            labels.append(joint[-1].long())
+        x, lens = _pad_frames(mels)  # (B, F, M)
+        y = torch.full(x.shape[:2], -100, dtype=torch.long)
+        for i, lab in enumerate(labels):
+            y[i, : lab.numel()] = lab
+        # Padding frames sit at log(1e-5); normalisation sees them, so crop-pad like inference
+        # never happens: pad with the item's own minimum instead.
+        for i, n in enumerate(lens.tolist()):
+            x[i, n:] = x[i, :n].min()
+        logits = tok(x.transpose(1, 2))  # (B, P, F)
+        loss = F.cross_entropy(logits, y, ignore_index=-100)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        step += 1
+        if step % 25 == 0 or step == budget.steps:
+            run.log(step=step, loss=float(loss.detach()))
+            if on_progress is not None:
+                on_progress(step / budget.steps, "tokenizer")
+        if step % 200 == 0:
+            run.save({"model": tok.state_dict(), "opt": opt.state_dict(), "step": step})
+    run.save({"model": tok.state_dict(), "opt": opt.state_dict(), "step": step})
+    return tok.eval()
+
+
+# ----------------------------------------------------------------------------------------------
+# T2S
+
+
+class _GradReverse(torch.autograd.Function):
+    """Identity forward, gradient multiplied by -lambda backward."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, lam: float) -> torch.Tensor:  # type: ignore[override]
+        ctx.lam = lam
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
+        return -ctx.lam * grad, None
+
+
+def grad_reverse(x: torch.Tensor, lam: float) -> torch.Tensor:
+    """Gradient reversal layer (Ganin & Lempitsky): identity forward, -lam * grad backward."""
+    return _GradReverse.apply(x, lam)  # type: ignore[no-any-return]
+
+
+EMOTION_PARTS = (
+    "emo_conditioning_encoder",
+    "emo_perceiver_encoder",
+    "emovec_layer",
+    "emo_layer",
+)
+SPEAKER_PARTS = ("conditioning_encoder", "perceiver_encoder")
+
+
+def _set_trainable(model: nn.Module, prefixes: Sequence[str], flag: bool) -> None:
+    for name, p in model.named_parameters():
+        if name.split(".")[0] in prefixes:
+            p.requires_grad_(flag)
+
+
+class _T2SData:
+    """Batches for the T2S recipe: speaker prompt = another utterance of the same voice, emotion
+    prompt = another utterance of the same voice and style (so the emotion path sees the style,
+    never the target sentence)."""
+
+    def __init__(self, items: Sequence[Item], front_end: PhonemeFrontEnd, seed: int) -> None:
+        self.items = list(items)
+        self.rng = random.Random(seed)
+        self.text = [torch.tensor(front_end.encode(it.utt.text)) for it in self.items]
+        self.by_voice: dict[str, list[int]] = {}
+        self.by_group: dict[tuple[str, str], list[int]] = {}
+        for i, it in enumerate(self.items):
+            self.by_voice.setdefault(it.utt.voice, []).append(i)
+            self.by_group.setdefault((it.utt.voice, it.utt.style), []).append(i)
+        self.voices = sorted(self.by_voice)
+        self.emotional = [i for i, it in enumerate(self.items) if it.utt.style != "calm"]
+
+    def cond(self, idx: int, crop: int = 200) -> torch.Tensor:
+        return normalize_frames(_crop(self.items[idx].mel, crop, self.rng)[None])[0]
+
+    def batch(self, size: int, emotional_only: bool = False) -> dict[str, Any]:
+        pool = self.emotional if emotional_only else range(len(self.items))
+        picks = [self.rng.choice(pool) for _ in range(size)]
+        spk, emo = [], []
+        for i in picks:
+            it = self.items[i]
+            spk.append(self.cond(self.rng.choice(self.by_voice[it.utt.voice])))
+            emo.append(self.cond(self.rng.choice(self.by_group[(it.utt.voice, it.utt.style)])))
+        spk_x, spk_len = _pad_frames(spk)
+        emo_x, emo_len = _pad_frames(emo)
+        return {
+            "cond": spk_x,
+            "cond_len": spk_len,
+            "emo": emo_x,
+            "emo_len": emo_len,
+            "text": [self.text[i] for i in picks],
+            "codes": [self.items[i].codes for i in picks],
+            "speaker": torch.tensor([self.voices.index(self.items[i].utt.voice) for i in picks]),
+            "style": torch.tensor([EMOTION_NAMES.index(self.items[i].utt.style) for i in picks]),
+        }
+
+
+def train_t2s(
+    items: Sequence[Item],
+    config: Mapping[str, Any],
+    front_end: PhonemeFrontEnd,
+    run_dir: str | Path,
+    budget: Budget,
+    *,
+    stage_split: tuple[float, float] = (0.6, 0.8),
+    seed: int = 0,
+    batch: int = 16,
+    lr: float = 5e-4,
+    on_progress: Progress | None = None,
+) -> nn.Module:
+    """The three-stage T2S recipe on `UnifiedVoice`.
+
+    Stage 1 (steps < stage_split[0]·N): all data, everything trained, duration slot = W_sem[T]
+    with 30 % replaced by the free embedding. Stage 2 (< stage_split[1]·N): emotional subset,
+    only the emotion conditioner trains, plus a speaker classifier behind a gradient reversal
+    layer whose λ ramps from 0.1 to 1. Stage 3: all data, both conditioners frozen. A copy of the
+    model at the end of stage 1 is kept (``t2s_stage1.ckpt``) for the GRL probe.
+    """
+    run = _Run(run_dir, "t2s")
+    torch.manual_seed(seed)
+    model = build_modules(config)["t2s"]
+    n_voices_guess = 16
+    d = model.config.model_dim  # type: ignore[union-attr]
+    speaker_clf = nn.Sequential(nn.Linear(d, d), nn.ReLU(), nn.Linear(d, n_voices_guess))
+    params = list(model.parameters()) + list(speaker_clf.parameters())
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
+    step = 0
+    state = run.load()
+    if state is not None:
+        model.load_state_dict(state["model"])
+        speaker_clf.load_state_dict(state["speaker_clf"])
+        opt.load_state_dict(state["opt"])
+        step = int(state["step"])
+    data = _T2SData(items, front_end, seed + step)
+    grl_rng = random.Random(seed + step)
+    # Stages follow the budget's progress (steps or time, whichever is further along), so a
+    # time-capped run still goes through all three.
+    prior = float(state["elapsed"]) if state is not None else 0.0
+    start = time.monotonic()
+    model.train()
+    stage1_saved = (run.dir / "t2s_stage1.ckpt").is_file()
+
+    def progress() -> float:
+        elapsed = prior + time.monotonic() - start
+        return max(step / budget.steps, elapsed / budget.seconds)
+
+    def save() -> None:
+        run.save(
+            {
+                "model": model.state_dict(),
+                "speaker_clf": speaker_clf.state_dict(),
+                "opt": opt.state_dict(),
+                "step": step,
+                "elapsed": prior + time.monotonic() - start,
+            }
+        )
+
+    while progress() < 1.0:
+        frac_done = progress()
+        stage = 1 if frac_done < stage_split[0] else (2 if frac_done < stage_split[1] else 3)
+        if stage > 1 and not stage1_saved:
+            torch.save({"model": model.state_dict()}, str(run.dir / "t2s_stage1.ckpt"))
+            stage1_saved = True
+        for p in model.parameters():
+            p.requires_grad_(True)
+        if stage == 2:
+            for name, p in model.named_parameters():
+                p.requires_grad_(name.split(".")[0] in EMOTION_PARTS)
+        elif stage == 3:
+            _set_trainable(model, (*EMOTION_PARTS, *SPEAKER_PARTS), False)
+        b = data.batch(batch, emotional_only=stage == 2)
+        out = model.forward_train(  # type: ignore[operator]
+            b["cond"],
+            b["text"],
+            b["codes"],
+            cond_lengths=b["cond_len"],
+            emo_feats=b["emo"],
+            emo_lengths=b["emo_len"],
+            durations=[int(c.numel()) for c in b["codes"]],
+            duration_drop=0.3,
+            rng=grl_rng,
+        )
+        loss = out.loss_mel + 0.01 * out.loss_text
+        adv = torch.zeros(())
+        if stage == 2:
+            frac = min(1.0, (progress() - stage_split[0]) / (stage_split[1] - stage_split[0]))
+            lam = 0.1 + 0.9 * max(0.0, frac)
+            emovec = model._emotion_vector(b["emo"], b["emo_len"])  # type: ignore[operator]
+            adv = F.cross_entropy(speaker_clf(grad_reverse(emovec, lam)), b["speaker"])
+            loss = loss + adv
+        opt.zero_grad()
+        loss.backward()
+        nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        step += 1
+        if step % 10 == 0 or step == budget.steps:
+            run.log(
+                step=step,
+                stage=stage,
+                loss_mel=float(out.loss_mel.detach()),
+                loss_text=float(out.loss_text.detach()),
+                adv=float(adv.detach()),
+                t=round(time.monotonic() - start, 1),
+            )
+            if on_progress is not None:
+                on_progress(progress(), f"t2s stage {stage}")
+        if step % 100 == 0:
+            save()
+    save()
+    return model.eval()
+
+
+# ----------------------------------------------------------------------------------------------
+# S2M
+
+
+def train_s2m(
+    items: Sequence[Item],
+    config: Mapping[str, Any],
+    run_dir: str | Path,
+    budget: Budget,
+    *,
+    seed: int = 0,
+    batch: int = 12,
+    crop: int = 256,
+    lr: float = 5e-4,
+    on_progress: Progress | None = None,
+) -> tuple[nn.Module, nn.Module]:
+    """OT-CFM training of `S2MModel` with the code embedding (`SmallReference.embedding`).
+
+    Content = embedded codes regulated to the utterance's frames; a random 0–40 % prefix of
+    each crop is the prompt (masked out of the loss); class dropout inside
+    `S2MModel.training_loss`; L1 loss.
+
+    Returns:
+        (s2m, reference) with the trained embedding in ``reference``.
+    """
+    run = _Run(run_dir, "s2m")
+    torch.manual_seed(seed)
+    rng = random.Random(seed)
+    mods = build_modules(config)
+    s2m, reference = mods["s2m"], mods["reference"]
+    emb = reference.embedding  # type: ignore[union-attr]
+    params = list(s2m.parameters()) + list(emb.parameters())
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
+    step = 0
+    state = run.load()
+    if state is not None:
+        s2m.load_state_dict(state["s2m"])
+        emb.load_state_dict(state["embedding"])
+        opt.load_state_dict(state["opt"])
+        step = int(state["step"])
+    gen = torch.Generator().manual_seed(seed + step)
+    start = time.monotonic()
+    s2m.train()
+
+    def save() -> None:
+        run.save(
+            {"s2m": s2m.state_dict(), "embedding": emb.state_dict(), "opt": opt.state_dict(),
+             "step": step}
+        )  # fmt: skip
+
+    while step < budget.steps and time.monotonic() - start < budget.seconds:
+        picks = [rng.choice(items) for _ in range(batch)]
+        conds, mels = [], []
+        for it in picks:
+            frames = it.mel.shape[-1]
+            content = emb(it.codes[None])  # (1, T_tok, Dc)
+            cond = s2m.length_regulator(content, [frames])[0]  # (F, C)
+            a = rng.randrange(0, max(1, frames - crop + 1))
+            conds.append(cond[a : a + crop])
+            mels.append(it.mel[:, a : a + crop].T)
+        cond_b, lens = _pad_frames(conds)
+        mel_b, _ = _pad_frames(mels)
+        x1 = mel_b.transpose(1, 2)  # (B, M, F)
+        # Padding frames are outside x_lens (masked from loss and attention).
+        prompt = torch.tensor([rng.randint(0, int(0.4 * n)) for n in lens.tolist()])
+        style = torch.stack([it.style for it in picks])
+        loss = s2m.training_loss(x1, lens, prompt, cond_b, style, generator=gen)  # type: ignore[operator]
+        opt.zero_grad()
+        loss.backward()
+        nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        step += 1
+        if step % 10 == 0 or step == budget.steps:
+            run.log(step=step, loss=float(loss.detach()), t=round(time.monotonic() - start, 1))
+            if on_progress is not None:
+                on_progress(step / budget.steps, "s2m")
+        if step % 100 == 0:
+            save()
+    save()
+    return s2m.eval(), reference
+
+
+# ----------------------------------------------------------------------------------------------
+# T2E
+
+
+def read_descriptions(path: str | Path) -> list[tuple[str, list[float]]]:
+    """Project-written emotion descriptions: JSON lines ``{"text": ..., "labels": {name: w}}``."""
+    out = []
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            continue
+        d = json.loads(line)
+        weights = [float(d["labels"].get(n, 0.0)) for n in EMOTION_NAMES]
+        total = sum(weights) or 1.0
+        out.append((d["text"], [w / total for w in weights]))
+    return out
+
+
+def train_t2e(
+    descriptions: Sequence[tuple[str, Sequence[float]]],
+    config: Mapping[str, Any],
+    run_dir: str | Path,
+    *,
+    epochs: int = 300,
+    seed: int = 0,
+    holdout: float = 0.15,
+) -> tuple[T2EHead, dict[str, float]]:
+    """Distil soft labels into `T2EHead` over MiniLM embeddings (KL divergence).
+
+    Returns:
+        (head, metrics) where metrics holds held-out top-1 agreement and mean KL.
+    """
+    run = _Run(run_dir, "t2e")
+    torch.manual_seed(seed)
+    rng = random.Random(seed)
+    order = list(range(len(descriptions)))
+    rng.shuffle(order)
+    n_test = max(1, int(holdout * len(order)))
+    test, train = order[:n_test], order[n_test:]
+    emb = minilm_embed([d[0] for d in descriptions])
+    target = torch.tensor([list(d[1]) for d in descriptions], dtype=torch.float32)
+    head = T2EHead(int(config["t2e"]["hidden"]))
+    opt = torch.optim.AdamW(head.parameters(), lr=2e-3, weight_decay=0.01)
+    for epoch in range(epochs):
+        head.train()
+        logp = head(emb[train]).log_softmax(-1)
+        loss = F.kl_div(logp, target[train], reduction="batchmean")
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if epoch % 50 == 0:
+            run.log(epoch=epoch, kl=float(loss))
+    head.eval()
+    with torch.no_grad():
+        logp = head(emb[test]).log_softmax(-1)
+        kl = float(F.kl_div(logp, target[test], reduction="batchmean"))
+        agree = float((logp.argmax(-1) == target[test].argmax(-1)).float().mean())
+    metrics = {"heldout_top1": agree, "heldout_kl": kl, "n_train": len(train), "n_test": n_test}
+    run.log(**metrics)
+    return head, metrics

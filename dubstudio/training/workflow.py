@@ -1,0 +1,150 @@
+"""The small model's training workflow: corpus -> features -> tokenizer / T2S / S2M / T2E -> bundle.
+
+Directory layout: ``<data>/corpus/`` (WAVs + metadata.jsonl), ``<data>/features.pt``,
+``<runs>/*.ckpt`` and ``*.log``; the bundle is written to the ``--out`` directory.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dubstudio.core.model import EMOTION_NAMES
+from dubstudio.engine.small import build_modules, small_config, write_small_bundle
+from dubstudio.engine.text.phonemes import PhonemeFrontEnd, default_lexicon_path
+from dubstudio.training import recipes
+from dubstudio.training.corpus import CorpusPlan, build_corpus
+from dubstudio.training.features import Item, extract, load_items
+
+log = logging.getLogger(__name__)
+
+DESCRIPTIONS = (
+    Path(__file__).resolve().parents[2] / "resources" / "data" / "emotion_descriptions.jsonl"
+)
+Progress = Callable[[float, str], None]
+
+
+def front_end() -> PhonemeFrontEnd:
+    """The training front-end (CMU lexicon from the pocketsphinx package)."""
+    path = default_lexicon_path()
+    if path is None:
+        from dubstudio.core.errors import ValidationError
+
+        raise ValidationError("Training needs the 'pocketsphinx' package (its CMU dictionary).")
+    return PhonemeFrontEnd.from_file(path)
+
+
+def train_items(data: Path) -> list[Item]:
+    """Training-split items."""
+    return [it for it in load_items(data / "features.pt") if it.utt.split == "train"]
+
+
+def run_stage(
+    stage: str,
+    data: str | Path,
+    runs: str | Path,
+    *,
+    size: str = "default",
+    steps: int = 1000,
+    minutes: float = 30.0,
+    seed: int = 0,
+    plan: CorpusPlan | None = None,
+    on_progress: Progress | None = None,
+) -> Any:
+    """Run one stage (``corpus``, ``features``, ``tokenizer``, ``t2s``, ``s2m``, ``t2e``)."""
+    data, runs = Path(data), Path(runs)
+    config = small_config(size)
+    budget = recipes.Budget(steps, minutes * 60.0)
+    if stage == "corpus":
+        return build_corpus(data / "corpus", plan, on_progress=on_progress)
+    if stage == "features":
+        return extract(data / "corpus", data / "features.pt", on_progress=on_progress)
+    if stage == "tokenizer":
+        return recipes.train_tokenizer(
+            train_items(data), config, runs, budget, seed=seed, on_progress=on_progress
+        )
+    if stage == "t2s":
+        return recipes.train_t2s(
+            train_items(data),
+            config,
+            front_end(),
+            runs,
+            budget,
+            seed=seed,
+            batch=8 if size == "default" else 4,
+            on_progress=on_progress,
+        )
+    if stage == "s2m":
+        return recipes.train_s2m(
+            train_items(data),
+            config,
+            runs,
+            budget,
+            seed=seed,
+            batch=8 if size == "default" else 4,
+            crop=160,
+            on_progress=on_progress,
+        )
+    if stage == "t2e":
+        head, metrics = recipes.train_t2e(
+            recipes.read_descriptions(DESCRIPTIONS), config, runs, seed=seed
+        )
+        torch.save({"model": head.state_dict(), "metrics": metrics}, str(runs / "t2e.ckpt"))
+        return metrics
+    raise ValueError(f"unknown stage {stage}")
+
+
+@torch.no_grad()
+def export_bundle(
+    data: str | Path,
+    runs: str | Path,
+    out: str | Path,
+    *,
+    size: str = "default",
+    name: str = "dubstudio-small-en",
+    cfm_steps: int = 10,
+) -> Path:
+    """Assemble a bundle from the checkpoints in ``runs``.
+
+    The emotion matrices are derived from the trained T2S: emo_matrix row k is the mean emotion
+    vector of training utterances in style k (prompted by another utterance of that voice and
+    style), spk_matrix row k the mean GE2E style of that style's utterances (one row per class,
+    so `EmotionMatrices.nearest_rows` always picks it).
+    """
+    data, runs = Path(data), Path(runs)
+    config = small_config(size)
+    mods = build_modules(config)
+
+    def ck(name: str) -> dict[str, Any]:
+        return torch.load(str(runs / f"{name}.ckpt"), map_location="cpu", weights_only=True)  # type: ignore[no-any-return]
+
+    mods["t2s"].load_state_dict(ck("t2s")["model"])
+    s2m_state = ck("s2m")
+    mods["s2m"].load_state_dict(s2m_state["s2m"])
+    mods["reference"].embedding.load_state_dict(s2m_state["embedding"])  # type: ignore[union-attr]
+    mods["reference"].tokenizer.load_state_dict(ck("tokenizer")["model"])  # type: ignore[union-attr]
+    if (runs / "t2e.ckpt").is_file():
+        mods["t2e"].load_state_dict(ck("t2e")["model"])
+    items = train_items(data)
+    t2s = mods["t2s"].eval()
+    data_src = recipes._T2SData(items, front_end(), seed=0)
+    emo_rows, spk_rows = [], []
+    for k, style in enumerate(EMOTION_NAMES):
+        idx = [i for i, it in enumerate(items) if it.utt.style == style][:48]
+        if not idx:  # a tiny corpus may lack a style: fall back to every utterance (neutral)
+            idx = list(range(min(48, len(items))))
+        feats = [data_src.cond(i) for i in idx]
+        x, lens = recipes._pad_frames(feats)
+        emo_rows.append(t2s._emotion_vector(x, lens).mean(0))  # type: ignore[operator]
+        spk_rows.append(torch.stack([items[i].style for i in idx]).mean(0))
+        log.info("emotion row %d (%s) from %d utterances", k, style, len(idx))
+    emotion = mods["emotion"]
+    emotion["spk_matrix"].copy_(torch.stack(spk_rows))  # type: ignore[index,operator]
+    emotion["emo_matrix"].copy_(torch.stack(emo_rows))  # type: ignore[index,operator]
+    return write_small_bundle(
+        out, mods, config, name=name, lexicon=default_lexicon_path(), cfm_steps=cfm_steps
+    )

@@ -1,0 +1,117 @@
+"""The small model's training workflow on a tiny Flite corpus: corpus -> features -> tokenizer ->
+T2S (three stages) -> S2M -> T2E -> bundle -> pipeline render -> evaluation pieces."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from dubstudio.training.corpus import CorpusPlan, make_sentences, read_metadata
+from dubstudio.training.evaluate import prosody, wer
+
+pytestmark = pytest.mark.skipif(shutil.which("flite") is None, reason="needs Debian flite")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    from dubstudio.training import workflow
+
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("train")
+    data, runs, out = root / "data", root / "runs", root / "bundle"
+    plan = CorpusPlan(
+        train_sentences=4, test_sentences=1, train_voices=("kal16", "slt"),
+        heldout_voices=("awb",), styles_per_sentence=1, seed=3,
+    )  # fmt: skip
+    for stage in ("corpus", "features", "tokenizer", "t2s", "s2m"):
+        workflow.run_stage(stage, data, runs, size="tiny", steps=6, plan=plan)
+    workflow.export_bundle(data, runs, out, size="tiny", name="tiny-trained", cfm_steps=2)
+    return data, runs, out
+
+
+def test_sentences_are_deterministic_and_distinct() -> None:
+    a, b = make_sentences(50, 1), make_sentences(50, 1)
+    assert a == b and len(set(a)) == 50
+    assert make_sentences(50, 2) != a
+
+
+def test_corpus_has_metadata_and_phone_timings(trained: tuple[Path, Path, Path]) -> None:
+    data, _, _ = trained
+    utts = read_metadata(data / "corpus")
+    # 4 sentences x 2 voices x (calm + 1 style) + 1 test sentence x 3 voices x 8 styles.
+    assert len(utts) == 4 * 2 * 2 + 1 * 3 * 8
+    assert {u.voice for u in utts if u.split == "train"} == {"kal16", "slt"}
+    u = utts[0]
+    assert u.phones[0][0] == "pau" and u.phones[-1][1] == pytest.approx(u.duration, abs=0.25)
+    assert all(a[1] <= b[1] for a, b in zip(u.phones, u.phones[1:], strict=False))
+
+
+def test_style_recipes_change_duration(trained: tuple[Path, Path, Path]) -> None:
+    data, _, _ = trained
+    test = [u for u in read_metadata(data / "corpus") if u.split == "test" and u.voice == "slt"]
+    by_style = {u.style: u.duration for u in test if u.text == test[0].text}
+    assert by_style["sad"] > by_style["calm"] > by_style["afraid"]  # rate 0.8 < 1 < 1.2
+
+
+def test_training_logs_and_stage1_checkpoint(trained: tuple[Path, Path, Path]) -> None:
+    _, runs, _ = trained
+    for name in ("tokenizer", "t2s", "s2m"):
+        assert (runs / f"{name}.ckpt").is_file()
+    assert (runs / "t2s_stage1.ckpt").is_file()
+    losses = [json.loads(x) for x in (runs / "s2m.log").read_text().splitlines()]
+    assert losses and all(np.isfinite(x["loss"]) for x in losses)
+
+
+def test_resume_continues_step_count(trained: tuple[Path, Path, Path]) -> None:
+    from dubstudio.training import workflow
+
+    data, runs, _ = trained
+    workflow.run_stage("s2m", data, runs, size="tiny", steps=8)
+    state = torch.load(str(runs / "s2m.ckpt"), weights_only=True)
+    assert state["step"] == 8
+
+
+def test_exported_bundle_renders_exact_budget(trained: tuple[Path, Path, Path]) -> None:
+    from dubstudio.engine.api import EmotionRequest, SynthesisRequest, VoiceRef
+    from dubstudio.engine.bundles import load_bundle, verify_bundle
+    from dubstudio.engine.pipeline import Synthesizer
+
+    data, _, out = trained
+    bundle = load_bundle(out)
+    assert verify_bundle(bundle).ok
+    synth = Synthesizer.from_bundle(bundle)
+    ref = next(u for u in read_metadata(data / "corpus") if u.voice == "awb")
+    voice = VoiceRef(str(data / "corpus" / ref.wav))
+    emo = EmotionRequest(mode="vector", vector=(0, 0, 1.0, 0, 0, 0, 0, 0))
+    result = synth.synthesize(
+        SynthesisRequest(
+            text="The old sailor found a letter.",
+            voice=voice,
+            emotion=emo,
+            sample_rate=22050,
+            target_samples=30000,
+            duration_mode="exact",
+        )
+    )
+    assert len(result.audio) == 30000 and np.isfinite(result.audio).all()
+
+
+def test_wer_counts_edits() -> None:
+    assert wer("the red box", "the red box") == (0, 3)
+    assert wer("the red box", "a red") == (2, 3)
+
+
+def test_prosody_tracks_pitch_and_energy() -> None:
+    rate = 16000
+    t = np.arange(rate) / rate
+    low = (0.1 * np.sin(2 * np.pi * 120 * t)).astype(np.float32)
+    high = (0.4 * np.sin(2 * np.pi * 240 * t)).astype(np.float32)
+    f_low, _, e_low = prosody(low, rate)
+    f_high, _, e_high = prosody(high, rate)
+    assert f_low == pytest.approx(120, rel=0.1) and f_high == pytest.approx(240, rel=0.1)
+    assert e_high - e_low == pytest.approx(20 * np.log10(4), abs=0.5)
