@@ -241,7 +241,7 @@ class GE2EEncoder(nn.Module):
 
     @torch.inference_mode()
     def embed(self, wave16k: torch.Tensor) -> torch.Tensor:
-        """Utterance embedding: mean of 1.6 s partials, 50 % overlap, L2-normalised. (N,) -> (S,)."""
+        """Utterance embedding: mean of 1.6 s partials (half overlap), unit norm. (N,) -> (S,)."""
         wave = wave16k.float()
         rms = wave.pow(2).mean().sqrt().clamp(min=1e-6)
         target = 10 ** (-30 / 20)
