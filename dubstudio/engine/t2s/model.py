@@ -149,15 +149,21 @@ class UnifiedVoice(nn.Module):
             ModelLoadError: The file is missing or unreadable.
         """
         config = config or T2SConfig.official()
-        state = dict(source) if isinstance(source, Mapping) else checkpoints.read_state_dict(source)
-        with torch.device("meta"):
+        if isinstance(source, Mapping):
+            # In-memory tensors are copied, so the new model never aliases the caller's.
             model = cls(config)
-        checkpoints.check_keys(
-            checkpoints.module_shapes(model),
-            {k: tuple(v.shape) for k, v in state.items()},
-            component="gpt",
-        )
-        model.load_state_dict(state, strict=True, assign=True)
+            checkpoints.load_strict(model, source, component="gpt")
+        else:
+            state = checkpoints.read_state_dict(source)
+            # Built on the meta device and filled by assignment: the weights are held once.
+            with torch.device("meta"):
+                model = cls(config)
+            checkpoints.check_keys(
+                checkpoints.module_shapes(model),
+                {k: tuple(v.shape) for k, v in state.items()},
+                component="gpt",
+            )
+            model.load_state_dict(state, strict=True, assign=True)
         model = model.float()
         if device is not None:
             model = model.to(device)

@@ -259,3 +259,11 @@ def test_decoding_states_use_the_official_positions(model) -> None:
         x = torch.cat([prefix, model.embed_mel(ids, pos)[None]], dim=1)
         direct = model.final_norm(model.gpt(x))[0, prefix.shape[1] :]
     torch.testing.assert_close(out.hidden[0], direct, atol=1e-5, rtol=1e-4)
+
+
+def test_in_memory_state_is_copied_not_shared(model) -> None:
+    state = model.state_dict()
+    loaded = UnifiedVoice.from_checkpoint(state, T2SConfig.tiny())
+    with torch.no_grad():
+        loaded.mel_head.bias.add_(1.0)
+    assert not torch.equal(loaded.mel_head.bias, model.mel_head.bias)
