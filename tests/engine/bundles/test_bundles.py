@@ -111,3 +111,18 @@ def test_unknown_model_name_lists_what_exists(
 def test_not_a_model_directory(tmp_path: Path) -> None:
     with pytest.raises(ModelLoadError, match="not a model directory"):
         load_bundle(tmp_path)
+
+
+def test_default_is_the_first_shipped_model(
+    tmp_path: Path, tiny_bundle: ModelBundle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dubstudio.engine.bundles as bundles
+
+    shipped = tmp_path / "resources" / "models"
+    shipped.mkdir(parents=True)
+    shutil.copytree(tiny_bundle.root, shipped / "small-en")
+    monkeypatch.setattr(bundles, "bundled_models_dirs", lambda: [shipped])
+    monkeypatch.setenv("DUBSTUDIO_DATA_DIR", str(tmp_path / "user"))
+    default = load_bundle("default")
+    assert default.root == shipped / "small-en"
+    assert default.identity == tiny_bundle.identity  # content, not location
