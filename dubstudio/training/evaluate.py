@@ -290,6 +290,10 @@ def evaluate(
         m = np.nanmean(np.array(measures[name]), axis=0)
         rate_change = calm[3] / m[3] if m[3] else float("nan")
         res.emotion_rows.append((name, m[0] - calm[0], m[1] - calm[1], m[2] - calm[2], rate_change))
+    # ---- the slowest stage, eager vs ONNX Runtime, on the same mel
+    res.rows += vocoder_rows()
+    # ---- tokenizer speaker independence
+    res.rows += tokenizer_rows(comp.reference_encoder, data)
     # ---- GRL probe
     if runs is not None and (Path(runs) / "t2s_stage1.ckpt").is_file():
         res.rows += grl_probe(comp.t2s, Path(runs) / "t2s_stage1.ckpt", data)
@@ -349,6 +353,73 @@ def grl_probe(t2s: Any, stage1_ckpt: Path, data: Path) -> list[tuple[str, str]]:
         out.append((f"GRL probe {label}: speaker acc / emotion acc", f"{spk:.2f} / {emo:.2f}"))
     out.append(("GRL probe chance (speaker)", f"{chance:.2f}"))
     return out
+
+
+@torch.inference_mode()
+def vocoder_rows(seconds: float = 3.0, repeats: int = 2) -> list[tuple[str, str]]:
+    """HiFi-GAN universal seconds per audio second: eager PyTorch vs ONNX Runtime."""
+    import time
+
+    from dubstudio.engine.vocoders.hifigan import load_hifigan_universal
+    from dubstudio.engine.vocoders.onnx import accelerated
+
+    eager = load_hifigan_universal().eval()
+    fast = accelerated(eager)
+    mel = torch.randn(1, 80, int(seconds * 22050 / 256)) - 5.0
+    rows = []
+    for label, fn in (("eager PyTorch", eager), ("ONNX Runtime", fast)):
+        fn(mel)  # warm-up
+        t0 = time.perf_counter()
+        for _ in range(repeats):
+            fn(mel)
+        rtf = (time.perf_counter() - t0) / repeats / seconds
+        rows.append((f"vocoder {label}: seconds per audio second", f"{rtf:.3f}"))
+    return rows
+
+
+def _collapse(seq: list[int]) -> list[int]:
+    return [x for i, x in enumerate(seq) if i == 0 or seq[i - 1] != x]
+
+
+def _edit(a: list[int], b: list[int]) -> int:
+    d = list(range(len(b) + 1))
+    for i in range(1, len(a) + 1):
+        prev, d[0] = d[0], i
+        for j in range(1, len(b) + 1):
+            prev, d[j] = d[j], min(d[j] + 1, d[j - 1] + 1, prev + (a[i - 1] != b[j - 1]))
+    return d[len(b)]
+
+
+@torch.inference_mode()
+def tokenizer_rows(encoder: Any, data: Path) -> list[tuple[str, str]]:
+    """Frame-token accuracy vs Flite's timings per voice, and cross-voice agreement of the
+    collapsed token sequences (1 - edit distance / length) on the same held-out sentences."""
+    from dubstudio.training.features import load_items
+
+    items = [
+        it for it in load_items(data / "features.pt")
+        if it.utt.split == "test" and it.utt.style == "calm"
+    ]  # fmt: skip
+    acc: dict[str, list[float]] = {}
+    seqs: dict[tuple[str, str], list[int]] = {}
+    for it in items:
+        codes = encoder.reference.tokenizer.codes(it.mel[None], it.codes.numel())[0]
+        acc.setdefault(it.utt.voice, []).append(float((codes == it.codes).float().mean()))
+        seqs[(it.utt.text, it.utt.voice)] = _collapse(codes.tolist())
+    rows = [
+        (f"tokenizer frame accuracy vs Flite timings, {v}", f"{np.mean(a):.3f}")
+        for v, a in sorted(acc.items())
+    ]
+    voices = sorted(acc)
+    agree = []
+    for text in {t for t, _ in seqs}:
+        for i, va in enumerate(voices):
+            for vb in voices[i + 1 :]:
+                a, b = seqs.get((text, va)), seqs.get((text, vb))
+                if a and b:
+                    agree.append(1 - _edit(a, b) / max(len(a), len(b)))
+    rows.append(("tokenizer cross-voice agreement (collapsed sequences)", f"{np.mean(agree):.3f}"))
+    return rows
 
 
 def format_table(res: EvalResults) -> str:

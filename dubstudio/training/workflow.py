@@ -145,6 +145,10 @@ def export_bundle(
     emotion = mods["emotion"]
     emotion["spk_matrix"].copy_(torch.stack(spk_rows))  # type: ignore[index,operator]
     emotion["emo_matrix"].copy_(torch.stack(emo_rows))  # type: ignore[index,operator]
-    return write_small_bundle(
+    root = write_small_bundle(
         out, mods, config, name=name, lexicon=default_lexicon_path(), cfm_steps=cfm_steps
     )
+    card = DESCRIPTIONS.parent / "MODEL_CARD.template.md"
+    if card.is_file() and not (root / "MODEL_CARD.md").is_file():
+        (root / "MODEL_CARD.md").write_text(card.read_text(encoding="utf-8"), encoding="utf-8")
+    return root

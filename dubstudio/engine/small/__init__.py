@@ -119,6 +119,7 @@ def small_config(size: str = "default") -> dict[str, Any]:
         "tokenizer": {"channels": 16 if tiny else 128, "layers": 2 if tiny else 3},
         "t2e": {"hidden": 16 if tiny else 128},
         "emo_num": [1] * 8,
+        "onnx_vocoder": not tiny,
         # Phone tokens repeat for a phone's duration: the official repetition penalty would
         # forbid that, so it is off; plain sampling is fast.
         "decode": {
@@ -508,6 +509,13 @@ def build_components(bundle: Any, device: torch.device | None) -> Any:
         from dubstudio.engine.vocoders.hifigan import load_hifigan_universal
 
         vocoder = load_hifigan_universal().to(device).eval()
+        if config.get("onnx_vocoder", False):
+            # The vocoder dominates CPU time; ONNX Runtime runs the same graph faster. The
+            # export is cached per user (the weights come from a fixed package file).
+            from dubstudio.engine.bundles import user_cache_dir
+            from dubstudio.engine.vocoders.onnx import accelerated
+
+            vocoder = accelerated(vocoder, cache_path=user_cache_dir() / "hifigan-universal.onnx")
     else:
         raise ModelLoadError(f"Unknown vocoder '{bundle.vocoder}' in {bundle.root}.")
     style = GE2EEncoder.pretrained().to(device)
