@@ -205,14 +205,17 @@ class GE2EEncoder(nn.Module):
         """The weights shipped inside the ``resemblyzer`` package."""
         from dubstudio.engine.checkpoints import load_strict, read_state_dict
 
-        try:
-            import resemblyzer
-        except ImportError as exc:
+        import importlib.util
+
+        # Only the weight file is needed: locate the package without importing it (its
+        # import pulls librosa and webrtcvad).
+        spec = importlib.util.find_spec("resemblyzer")
+        if spec is None or spec.origin is None:
             raise ModelLoadError(
                 "The default voice model needs the 'resemblyzer' package (speaker encoder "
-                "weights); install DubStudio with its 'render' or 'train' extra."
-            ) from exc
-        path = Path(resemblyzer.__file__).parent / "pretrained.pt"
+                "weights); install DubStudio with its 'render' extra."
+            )
+        path = Path(spec.origin).parent / "pretrained.pt"
         model = cls()
         load_strict(model, read_state_dict(path, container="model_state"), component="ge2e")
         return model.eval()
