@@ -374,15 +374,25 @@ def train_s2m(
     mods = build_modules(config)
     s2m, reference = mods["s2m"], mods["reference"]
     emb = reference.embedding  # type: ignore[union-attr]
+    fusion = s2m.gpt_layer is not None  # type: ignore[union-attr]
+    if fusion:
+        # Start the fusion neutral, so it can be added to an S2M trained without it.
+        last = s2m.gpt_layer[-1]  # type: ignore[index]
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
     params = list(s2m.parameters()) + list(emb.parameters())
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
     step = 0
     state = run.load()
     if state is not None:
-        s2m.load_state_dict(state["s2m"])
+        missing, _ = s2m.load_state_dict(state["s2m"], strict=False)
         emb.load_state_dict(state["embedding"])
-        opt.load_state_dict(state["opt"])
+        if not missing:
+            opt.load_state_dict(state["opt"])
+        else:  # a checkpoint from before the GPT-latent fusion: fresh optimizer state
+            log.info("S2M checkpoint lacks %s; fusion layers start neutral", missing)
         step = int(state["step"])
+    teacher = _LatentTeacher(items, config, Path(run_dir), seed) if fusion else None
     gen = torch.Generator().manual_seed(seed + step)
     start = time.monotonic()
     s2m.train()
@@ -394,11 +404,15 @@ def train_s2m(
         )  # fmt: skip
 
     while step < budget.steps and time.monotonic() - start < budget.seconds:
-        picks = [rng.choice(items) for _ in range(batch)]
+        pick_idx = [rng.randrange(len(items)) for _ in range(batch)]
+        picks = [items[i] for i in pick_idx]
+        latents = teacher.latents(pick_idx) if teacher is not None else [None] * batch
         conds, mels = [], []
-        for it in picks:
+        for it, lat in zip(picks, latents, strict=True):
             frames = it.mel.shape[-1]
             content = emb(it.codes[None])  # (1, T_tok, Dc)
+            if lat is not None:
+                content = content + s2m.gpt_layer(lat[None])  # type: ignore[misc]
             cond = s2m.length_regulator(content, [frames])[0]  # (F, C)
             a = rng.randrange(0, max(1, frames - crop + 1))
             conds.append(cond[a : a + crop])
@@ -423,6 +437,53 @@ def train_s2m(
             save()
     save()
     return s2m.eval(), reference
+
+
+class _LatentTeacher:
+    """GPT latents for S2M training from the T2S checkpoint in the run directory.
+
+    As at inference, the latents come from the teacher-forced pass with speaker latents of
+    another utterance of the voice and the emotion vector of another utterance of the same voice
+    and style. The checkpoint is re-read when it changes, so S2M can train while T2S does; with
+    no checkpoint the T2S weights are the random initialisation (tests).
+    """
+
+    def __init__(self, items: Sequence[Item], config: Mapping[str, Any], run_dir: Path, seed: int):
+        from dubstudio.training.workflow import front_end
+
+        self.model = build_modules(config)["t2s"].eval()
+        self.path = run_dir / "t2s.ckpt"
+        self.mtime = 0.0
+        self.data = _T2SData(items, front_end(), seed + 1)
+        self.refresh()
+
+    def refresh(self) -> None:
+        if self.path.is_file() and self.path.stat().st_mtime != self.mtime:
+            self.mtime = self.path.stat().st_mtime
+            state = torch.load(str(self.path), map_location="cpu", weights_only=True)
+            self.model.load_state_dict(state["model"])
+            log.info("S2M teacher: reloaded %s", self.path)
+
+    @torch.no_grad()
+    def latents(self, idx: Sequence[int]) -> list[torch.Tensor]:
+        """(T_tok_i, D) latents of items ``idx``."""
+        self.refresh()
+        d = self.data
+        spk, emo = [], []
+        for i in idx:
+            it = d.items[i]
+            spk.append(d.cond(d.rng.choice(d.by_voice[it.utt.voice])))
+            emo.append(d.cond(d.rng.choice(d.by_group[(it.utt.voice, it.utt.style)])))
+        spk_x, spk_len = _pad_frames(spk)
+        emo_x, emo_len = _pad_frames(emo)
+        m = self.model
+        lat = m._speaker_latents(spk_x, spk_len)  # type: ignore[operator]
+        emovec = m._emotion_vector(emo_x, emo_len)  # type: ignore[operator]
+        conds = m.build_conds(lat, emovec, [None] * len(idx))  # type: ignore[operator]
+        hidden, _, start, lens = m._teacher_forced(  # type: ignore[operator]
+            conds, [d.text[i] for i in idx], [d.items[i].codes for i in idx]
+        )
+        return [hidden[j, start : start + n] for j, n in enumerate(lens)]
 
 
 # ----------------------------------------------------------------------------------------------

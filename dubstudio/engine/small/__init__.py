@@ -109,7 +109,8 @@ def small_config(size: str = "default") -> dict[str, Any]:
         style_dim=STYLE_DIM,
         wavenet_hidden=32 if tiny else 128,
         wavenet_layers=2 if tiny else 3,
-        gpt_dim=None,
+        gpt_dim=32 if tiny else 192,
+        gpt_hidden=(16, 16) if tiny else (128, 64),
         block_size=4096,
     )
     return {
