@@ -204,9 +204,9 @@ class GE2EEncoder(nn.Module):
     @classmethod
     def pretrained(cls) -> GE2EEncoder:
         """The weights shipped inside the ``resemblyzer`` package."""
-        from dubstudio.engine.checkpoints import load_strict, read_state_dict
-
         import importlib.util
+
+        from dubstudio.engine.checkpoints import load_strict, read_state_dict
 
         # Only the weight file is needed: locate the package without importing it (its
         # import pulls librosa and webrtcvad).
