@@ -1,0 +1,84 @@
+"""Evaluation measures of the small model: F0 tracking, token-sequence agreement, the report
+table and the model-card section it is written into."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dubstudio.core.model import EMOTION_NAMES
+from dubstudio.training.evaluate import (
+    EvalResults,
+    _collapse,
+    _edit,
+    f0_track,
+    format_table,
+    prosody,
+    write_card,
+)
+
+
+def test_f0_track_follows_a_pitch_glide_and_marks_noise_unvoiced() -> None:
+    rate = 16000
+    t = np.arange(rate) / rate
+    # 100 -> 200 Hz linear glide: instantaneous frequency rises, no octave jumps expected.
+    glide = (0.3 * np.sin(2 * np.pi * (100 * t + 50 * t**2))).astype(np.float32)
+    f0 = f0_track(glide, rate)
+    voiced = f0[f0 > 0]
+    assert voiced.size > 0.9 * f0.size
+    # a fast glide (100 Hz/s) reads up to ~10 % high: the lag search looks ahead of the frame
+    assert 100 <= voiced[:5].mean() <= 120
+    assert 190 <= voiced[-5:].mean() <= 215
+    assert np.all(np.diff(voiced) > -10)  # monotone up to tracking jitter
+    noise = np.random.default_rng(0).normal(0, 0.3, rate).astype(np.float32)
+    assert (f0_track(noise, rate) > 0).mean() < 0.2
+
+
+def test_prosody_range_grows_with_pitch_spread() -> None:
+    rate = 16000
+    t = np.arange(2 * rate) / rate
+    flat = np.sin(2 * np.pi * 150 * t)
+    wobble = np.sin(2 * np.pi * (150 * t + 40 / (2 * np.pi * 2) * -np.cos(2 * np.pi * 2 * t)))
+    _, r_flat, _ = prosody((0.3 * flat).astype(np.float32), rate)
+    _, r_wob, _ = prosody((0.3 * wobble).astype(np.float32), rate)
+    assert r_flat < 5 and r_wob > 40
+
+
+def test_collapse_and_edit_distance() -> None:
+    assert _collapse([3, 3, 1, 1, 1, 3, 2, 2]) == [3, 1, 3, 2]
+    assert _collapse([]) == []
+    assert _edit([1, 2, 3], [1, 2, 3]) == 0
+    assert _edit([1, 2, 3], [1, 3]) == 1
+    assert _edit([1, 2, 3], [4, 5]) == 3
+    assert _edit([], [7, 7]) == 2
+
+
+def _results() -> EvalResults:
+    res = EvalResults(rows=[("WER model (pocketsphinx)", "0.300")])
+    res.emotion_rows = [(n, 1.5 * i, -2.0, 0.5, 1.1) for i, n in enumerate(EMOTION_NAMES)]
+    return res
+
+
+def test_format_table_lists_every_measure_and_emotion() -> None:
+    table = format_table(_results())
+    assert "| WER model (pocketsphinx) | 0.300 |" in table
+    for name in EMOTION_NAMES:
+        assert f"| {name} (" in table
+    assert "| +3.0 | -2.0 | +0.5 | ×1.10 |" in table  # the third emotion's row
+
+
+def test_write_card_replaces_only_the_eval_section(tmp_path: Path) -> None:
+    from dubstudio.engine.small import create_tiny_small_bundle
+
+    root = create_tiny_small_bundle(tmp_path / "b")
+    (root / "MODEL_CARD.md").write_text(
+        "# Card\nintro\n<!-- eval:begin -->\nold\n<!-- eval:end -->\nfooter\n", encoding="utf-8"
+    )
+    write_card(root, "first table")
+    card = write_card(root, "second table")
+    text = card.read_text(encoding="utf-8")
+    assert text.startswith("# Card\nintro\n") and text.endswith("footer\n")
+    assert "second table" in text and "first table" not in text and "old" not in text
+    assert text.count("<!-- eval:begin -->") == 1
