@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from dubstudio.core.model import EMOTION_NAMES
 from dubstudio.training.evaluate import (
