@@ -506,43 +506,17 @@ def verify_bundle(bundle: ModelBundle, *, check_keys: bool = True) -> VerifyRepo
 
 
 def read_official_s2mel(path: str | Path) -> dict[str, Any]:
-    """Flatten the official ``s2mel.pth`` (``state['net'][<submodel>][<name>]``) to
-    ``<submodel>.<name>`` keys with DataParallel's ``module.`` prefix removed.
+    """The official ``s2mel.pth`` flattened to ``<submodel>.<name>`` keys (see `checkpoints`)."""
+    from dubstudio.engine.checkpoints import read_official_s2mel as _read
 
-    `checkpoints.read_state_dict` only reads flat dicts; this nested container needs its own
-    walk. It still loads with ``weights_only=True`` (no pickled code runs).
-    """
-    import torch
-
-    from dubstudio.engine.checkpoints import strip_prefix
-
-    try:
-        raw = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ModelLoadError(f"Could not read {path}: {exc}. Download it again.") from exc
-    net = raw.get("net", raw) if isinstance(raw, Mapping) else None
-    if not isinstance(net, Mapping):
-        raise ModelLoadError(f"{path} is not an IndexTTS-2 s2mel checkpoint (no 'net' dict).")
-    state: dict[str, Any] = {}
-    for sub, sub_state in net.items():
-        if not isinstance(sub_state, Mapping):
-            continue
-        for key, tensor in strip_prefix(sub_state, "module.").items():
-            state[f"{sub}.{key}"] = tensor
-    return state
+    return _read(path)
 
 
 def read_official_tensor(path: str | Path) -> Any:
     """A bare tensor file of the official release (``feat1.pt``, ``feat2.pt``), weights only."""
-    import torch
+    from dubstudio.engine.checkpoints import read_tensor
 
-    try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ModelLoadError(f"Could not read {path}: {exc}. Download it again.") from exc
-    if not isinstance(obj, torch.Tensor):
-        raise ModelLoadError(f"{path} should hold one tensor, found {type(obj).__name__}.")
-    return obj
+    return read_tensor(path)
 
 
 def _official_state(bundle: ModelBundle, component: str) -> dict[str, tuple[int, ...]]:

@@ -10,6 +10,7 @@ import importlib
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -34,6 +35,28 @@ _OFFICIAL_SHAPE_FUNCTIONS: dict[str, tuple[str, str]] = {
 }
 
 
+def read_object(path: str | Path) -> Any:
+    """Read a `.safetensors` file (a dict of tensors) or any weights-only torch file.
+
+    Raises:
+        ModelLoadError: The file is missing, truncated, or would need pickled code to load.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ModelLoadError(f"Weight file not found: {path}. Check the model directory.")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(str(path), device="cpu")
+        return torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:  # any decoder error means the same thing to a user
+        raise ModelLoadError(
+            f"Could not read weights from {path}: {exc}. The file may be truncated or not a "
+            "checkpoint; download it again."
+        ) from exc
+
+
 def read_state_dict(path: str | Path, *, container: str | None = None) -> dict[str, torch.Tensor]:
     """Read tensors from a `.safetensors` file or a `.pt/.pth/.bin/.tar` file without pickled code.
 
@@ -46,20 +69,7 @@ def read_state_dict(path: str | Path, *, container: str | None = None) -> dict[s
         A flat mapping of parameter name to tensor (on the CPU).
     """
     path = Path(path)
-    if not path.is_file():
-        raise ModelLoadError(f"Weight file not found: {path}. Check the model directory.")
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            obj: object = load_file(str(path), device="cpu")
-        else:
-            obj = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:  # any decoder error means the same thing to a user
-        raise ModelLoadError(
-            f"Could not read weights from {path}: {exc}. The file may be truncated or not a "
-            "checkpoint; download it again."
-        ) from exc
+    obj = read_object(path)
     if not isinstance(obj, Mapping):
         raise ModelLoadError(f"{path} does not hold a state dict (found {type(obj).__name__}).")
     if container is not None:
@@ -174,3 +184,30 @@ def read_manifest(path: str | Path) -> dict[str, tuple[int, ...]]:
         inner = shape.strip().strip("[]").strip()
         shapes[name] = tuple(int(x) for x in inner.split(",")) if inner else ()
     return shapes
+
+
+def read_official_s2mel(path: str | Path) -> dict[str, torch.Tensor]:
+    """Flatten the official ``s2mel.pth`` to ``<submodel>.<name>`` keys.
+
+    The release nests its state as ``state['net'][<submodel>][<name>]`` and keeps DataParallel's
+    ``module.`` prefixes; both are undone here so the result loads with `load_strict`.
+    """
+    raw = read_object(path)
+    net = raw.get("net", raw) if isinstance(raw, Mapping) else None
+    if not isinstance(net, Mapping):
+        raise ModelLoadError(f"{path} is not an IndexTTS-2 s2mel checkpoint (no 'net' dict).")
+    state: dict[str, torch.Tensor] = {}
+    for sub, sub_state in net.items():
+        if not isinstance(sub_state, Mapping):
+            continue
+        for key, tensor in strip_prefix(sub_state, "module.").items():
+            state[f"{sub}.{key}"] = tensor
+    return state
+
+
+def read_tensor(path: str | Path) -> torch.Tensor:
+    """A file holding one bare tensor (the official ``feat1.pt`` / ``feat2.pt``)."""
+    obj = read_object(path)
+    if not isinstance(obj, torch.Tensor):
+        raise ModelLoadError(f"{path} should hold one tensor, found {type(obj).__name__}.")
+    return obj
