@@ -63,12 +63,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `dubstudio` script; returns the process exit status."""
     args_list = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    # `dubstudio` alone opens the editor on the demo; `dubstudio PROJECT.dubproj` opens a project.
-    if not args_list or (
-        args_list[0] not in _commands(parser) and not args_list[0].startswith("-")
-    ):
-        args_list = ["edit", *args_list]
-    if args_list[0] == "edit" and "edit" not in _commands(parser):
+    # `dubstudio` alone opens the editor on the demo; `dubstudio PROJECT.dubproj` opens a project
+    # (global options such as -v may come first).
+    first = next((i for i, a in enumerate(args_list) if not a.startswith("-")), len(args_list))
+    asks_help = bool({"-h", "--help", "--version"} & set(args_list))
+    if not asks_help and (first == len(args_list) or args_list[first] not in _commands(parser)):
+        args_list.insert(first, "edit")
+    if "edit" in args_list[first : first + 1] and "edit" not in _commands(parser):
         print(
             "dubstudio: the editor is not part of this build yet. Try "
             f"'dubstudio info {_demo_hint()}' to see the demo's line budgets.",

@@ -143,3 +143,19 @@ def test_new_then_info_on_the_project(tmp_path: Path, capsys: pytest.CaptureFixt
 def test_unknown_file_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["info", str(tmp_path / "nope.srt")]) == 2
     assert "Cannot read subtitle file" in capsys.readouterr().err
+
+
+def test_global_option_before_a_project_still_opens_the_editor(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from dubstudio import cli
+
+    parser = cli.build_parser()
+    opened: list[str] = []
+    # The editor's action is replaced by a recorder: the dispatch is what is under test.
+    edit_parser = parser._subparsers._group_actions[0].choices["edit"]  # type: ignore[union-attr]
+    edit_parser.set_defaults(func=lambda args: opened.append(str(args.project)) or 0)
+    monkeypatch.setattr(cli, "build_parser", lambda: parser)
+    assert cli.main(["-v", "show.dubproj"]) == 0
+    assert cli.main(["-v"]) == 0
+    assert opened == ["show.dubproj", "None"]
