@@ -83,7 +83,7 @@ def test_stale_result_is_dropped(make_window, voiced_project, qtbot):
 
 def test_stop_cancels_running_render_and_worker_goes_on(make_window, qtbot, voice_wav):
     voice = VoiceProfile(id="v", name="V", clips=(ReferenceClip(str(voice_wav)),))
-    long_line = Line("A long line " * 12, 0, 25 * 30, character="A")
+    long_line = Line("A long line " * 12, 0, 25 * 20, character="A")
     short_line = Line("Short.", 800, 825, character="A")
     project = Project(
         fps=25, sample_rate=16000, lines=[long_line, short_line], voices=[voice],
@@ -140,7 +140,8 @@ def test_engine_error_is_reported_and_worker_survives(make_window, qtbot, voice_
         check_params_cb=lambda event, job: event == "failed" and job.line_id == bad.id,
     ):
         window.render_lines([bad.id])
-    assert window.error_button.isVisibleTo(window)
+    # The failure reaches the window through a queued signal after the worker's own event.
+    qtbot.waitUntil(lambda: window.error_button.isVisibleTo(window), timeout=10_000)
     assert "Line 1" in window.statusBar().currentMessage()
     assert "broken.wav" in window.last_error_details or "audio" in window.last_error_details.lower()
     assert window.table_model.index(0, LineTableModel.COL_RENDER).data() == "error"

@@ -236,7 +236,12 @@ class UnifiedVoice(nn.Module):
         if not 1 <= int(budget) <= self.config.max_budget:
             raise ValidationError(
                 f"A line needs between 1 and {self.config.max_budget} semantic tokens; "
-                f"{budget} was asked for. Split the line or widen its slot."
+                f"{budget} was asked for. "
+                + (
+                    "Widen the line's slot."
+                    if int(budget) < 1
+                    else "Split the line, add sentence punctuation, or shorten its slot."
+                )
             )
 
     def build_conds(
