@@ -106,7 +106,7 @@ def open_editor(
     """Create the main window on a project file (None: the demo project)."""
     application()
     path = project_path if project_path is not None else demo_project_path()
-    window = MainWindow(engine=EngineSetup(model, device))
+    window = MainWindow(engine=EngineSetup(model, device), render_on_open=True)
     if not files.open_path(window, path):
         logger.warning("could not open %s", path)
     return window

@@ -155,9 +155,14 @@ class MainWindow(QtWidgets.QMainWindow):
         settings: QtCore.QSettings | None = None,
         cache_root: Path | None = None,
         render_options: Any = None,
+        render_on_open: bool = False,
     ) -> None:
         super().__init__()
         self.render_options = render_options
+        #: Queue every line without a current take as soon as a project is shown, so the
+        #: background renderer starts on what is near the playhead (the editor turns it on;
+        #: tests leave it off to decide themselves when rendering starts).
+        self.render_on_open = render_on_open
         self.setWindowTitle("DubStudio")
         self.resize(1500, 920)
         self.engine_setup = engine or EngineSetup()
@@ -441,6 +446,14 @@ class MainWindow(QtWidgets.QMainWindow):
         self._refresh_all_render_states()
         self.select_line(project.lines[0].id if project.lines else None)
         self._update_title()
+        if self.render_on_open and not self.engine_setup.problem:
+            # After the window has painted: planning reads every line's budget and cache state.
+            QtCore.QTimer.singleShot(0, self._render_pending_on_open)
+
+    def _render_pending_on_open(self) -> None:
+        missing = any(line.active_take is None for line in self.project.lines)
+        if self.service is not None and missing:
+            self.render_all()
 
     def _make_service(self, project: Project) -> Any:
         from dubstudio.services.cache import RenderCache, project_cache_dir, user_cache_dir

@@ -66,7 +66,7 @@ def make_window(qtbot, tmp_path, tiny_bundle, audio_backend, no_engine_threads_l
 
     windows = []
 
-    def make(project=None, *, cfm_steps: int = 2):
+    def make(project=None, *, cfm_steps: int = 2, render_on_open: bool = False):
         from dubstudio.services.requests import RequestOptions
 
         settings = QtCore.QSettings(
@@ -79,6 +79,7 @@ def make_window(qtbot, tmp_path, tiny_bundle, audio_backend, no_engine_threads_l
             settings=settings,
             cache_root=tmp_path / "cache",
             render_options=RequestOptions(cfm_steps=cfm_steps),
+            render_on_open=render_on_open,
         )
         window.setProperty("skip_confirm", True)
         qtbot.addWidget(window)

@@ -175,3 +175,13 @@ def test_closing_stops_the_engine_thread(make_window):
     assert thread.isRunning()
     window.close()
     assert thread.isFinished()
+
+
+def test_opening_a_project_renders_its_lines_in_the_background(make_window, voiced_project, qtbot):
+    window = make_window(voiced_project, render_on_open=True)
+    qtbot.waitUntil(
+        lambda: all(line.active_take is not None for line in voiced_project.lines),
+        timeout=RENDER_TIMEOUT_MS,
+    )
+    for line in voiced_project.lines:
+        assert window.timeline.has_take_curve(line.id)
