@@ -1137,7 +1137,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.latency.stop()
         self.audio.stop()
         self.video.shutdown()
-        self.audio_decoder.stop()
+        self.audio_decoder.shutdown()
         if self.service is not None:
             self.engine.worker.set_service(None)
             self.service.close()

@@ -33,6 +33,7 @@ class VideoPanel(QtWidgets.QWidget):
     def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent)
         self.player = QtMultimedia.QMediaPlayer(self)
+        self._shut_down = False
         self.audio_output = QtMultimedia.QAudioOutput(self)
         self.player.setAudioOutput(self.audio_output)
         self.video_widget = QtMultimediaWidgets.QVideoWidget(self)
@@ -104,9 +105,17 @@ class VideoPanel(QtWidgets.QWidget):
         self.time_label.setText(f"{hh:02d}:{mm:02d}:{ss:02d}.{ms:03d}")
 
     def shutdown(self) -> None:
-        """Stop the player (before the window closes)."""
-        self.player.stop()
-        self.player.setSource(QtCore.QUrl())
+        """Hand the player to Qt's event loop for teardown (before the window closes).
+
+        Tearing the FFmpeg backend down from Python (``stop()``, ``setSource(QUrl())``) holds the
+        GIL while one of the backend's threads, deleting its own objects, may be waiting for it:
+        a deadlock seen on close. Deleted from the event loop, the backend gets the GIL when it
+        needs it. Idempotent.
+        """
+        if self._shut_down:
+            return
+        self._shut_down = True
+        self.player.deleteLater()
 
 
 class AudioTrackDecoder(QtCore.QObject):
@@ -136,6 +145,8 @@ class AudioTrackDecoder(QtCore.QObject):
 
     def start(self, path: Path) -> None:
         """Begin decoding ``path``."""
+        if self._decoder is None:
+            return
         self._decoder.stop()
         self._chunks = []
         self._decoder.setSource(QtCore.QUrl.fromLocalFile(str(path)))
@@ -143,9 +154,19 @@ class AudioTrackDecoder(QtCore.QObject):
 
     def stop(self) -> None:
         """Abandon decoding."""
-        self._decoder.stop()
+        if self._decoder is not None:
+            self._decoder.stop()
+
+    def shutdown(self) -> None:
+        """Abandon decoding for good; the decoder is torn down by the event loop (see
+        `VideoPanel.shutdown` for why not from Python). Idempotent."""
+        if self._decoder is not None:
+            self._decoder.deleteLater()
+            self._decoder = None
 
     def _on_buffer(self) -> None:
+        if self._decoder is None:  # a buffer queued before shutdown
+            return
         buffer = self._decoder.read()
         fmt = buffer.format()
         self._rate = fmt.sampleRate() or WAVEFORM_RATE
@@ -168,4 +189,5 @@ class AudioTrackDecoder(QtCore.QObject):
         self.decoded.emit(samples, int(self._rate))
 
     def _on_error(self, _error: object) -> None:
-        self.failed.emit(self._decoder.errorString())
+        if self._decoder is not None:
+            self.failed.emit(self._decoder.errorString())
