@@ -20,19 +20,7 @@ from typing import Any, Literal
 import numpy as np
 
 from dubstudio.core.errors import RenderCancelled, ValidationError
-
-# The eight emotion dimensions in the order of the official emotion vector (ENGINE_SPEC §2.4).
-# Mirrors `dubstudio.core.model.EMOTION_NAMES`.
-EMOTION_NAMES: tuple[str, ...] = (
-    "happy",
-    "angry",
-    "sad",
-    "afraid",
-    "disgusted",
-    "melancholic",
-    "surprised",
-    "calm",
-)
+from dubstudio.core.model import EMOTION_NAMES  # the official emotion-vector order (§2.4)
 
 EmotionModeName = Literal["voice", "vector", "audio", "text"]
 DurationMode = Literal["free", "budget", "exact"]
