@@ -223,3 +223,67 @@ def trim_silence(
     start = max(0.0, regions[0][0] - margin_s)
     end = min(duration, regions[-1][1] + margin_s)
     return audio[int(start * sample_rate) : int(end * sample_rate)], start, end
+
+
+def pitch_track(
+    audio: np.ndarray | torch.Tensor,
+    sample_rate: int,
+    hop: int,
+    *,
+    fmin: float = 60.0,
+    fmax: float = 450.0,
+    threshold: float = 0.2,
+) -> torch.Tensor:
+    """F0 per hop (Hz, 0 = unvoiced) by YIN's cumulative-mean-normalised difference.
+
+    Frame k is centred on sample ``(k + 0.5) * hop``, so with ``hop = sample_rate / token_rate``
+    frame k is token k. Vectorised over frames (the correlation terms by FFT).
+
+    Args:
+        audio: (N,) mono samples.
+        sample_rate: Their rate.
+        hop: Samples between frame centres.
+        fmin, fmax: Search range.
+        threshold: YIN's aperiodicity threshold; frames whose best dip is above twice it are
+            unvoiced.
+    """
+    x = torch.as_tensor(np.asarray(audio, dtype=np.float32)).float()
+    n_frames = max(1, len(x) // hop)
+    tau_max = int(sample_rate / fmin) + 1
+    tau_min = max(2, int(sample_rate / fmax))
+    win = tau_max
+    span = win + tau_max
+    centres = (torch.arange(n_frames) * hop + hop // 2).long()
+    pad = torch.nn.functional.pad(x, (span, span))
+    idx = centres[:, None] + span - span // 2 + torch.arange(span)[None]
+    frames = pad[idx]  # (K, win + tau_max)
+    frames = frames - frames.mean(dim=1, keepdim=True)
+    a = frames[:, :win]
+    n_fft = 1 << (2 * span - 1).bit_length()
+    cross = torch.fft.irfft(torch.fft.rfft(frames, n_fft) * torch.fft.rfft(a, n_fft).conj(), n_fft)[
+        :, : tau_max + 1
+    ]  # r(tau) = sum_j a_j x_{j+tau}
+    sq = torch.nn.functional.pad(frames.pow(2).cumsum(dim=1), (1, 0))
+    energy_a = sq[:, win : win + 1]
+    taus = torch.arange(tau_max + 1)
+    energy_b = sq[:, taus + win] - sq[:, taus]
+    diff = (energy_a + energy_b - 2 * cross).clamp(min=0)  # d(tau)
+    cum = diff[:, 1:].cumsum(dim=1) / taus[1:]
+    cmnd = torch.ones_like(diff)
+    cmnd[:, 1:] = diff[:, 1:] / cum.clamp(min=1e-9)
+    search = cmnd[:, tau_min:]
+    below = search < threshold
+    first = torch.where(below.any(dim=1), below.float().argmax(dim=1), search.argmin(dim=1))
+    # Walk down to the local minimum after the first crossing.
+    k = first.clone()
+    for _ in range(tau_max):
+        nxt = (k + 1).clamp(max=search.shape[1] - 1)
+        step = search.gather(1, nxt[:, None])[:, 0] < search.gather(1, k[:, None])[:, 0]
+        if not bool(step.any()):
+            break
+        k = torch.where(step, nxt, k)
+    best = search.gather(1, k[:, None])[:, 0]
+    silent = a.pow(2).mean(dim=1) < 1e-7
+    voiced = (best < 2 * threshold) & ~silent
+    f0 = sample_rate / (k + tau_min).float()
+    return torch.where(voiced, f0, torch.zeros_like(f0))

@@ -5,8 +5,12 @@ small configuration; only the parts the official model takes from large external
 replaced here:
 
 * text: `PhonemeFrontEnd` (CMU lexicon shipped in the bundle as ``lexicon.dict``);
-* semantic tokens: `FrameTokenizer`, a convolutional frame classifier over log-mel predicting the
-  phone class (`PHONES`) at the bundle's token rate (25 Hz), trained on Flite's phone timings;
+* semantic tokens: phone class x pitch bin at the bundle's token rate (50 Hz). The phone class
+  (`PHONES`) comes from the synthesizers' phone timings in training and from `FrameTokenizer`, a
+  convolutional frame classifier over log-mel, for reference clips; the pitch bin (low / mid /
+  high, `pitch_codes`) is each voiced phone's speaker-normalised log-F0, so the tokens carry
+  intonation the way the official semantic codes do, and the emotion conditioner has prosody to
+  learn;
 * speaker style: `GE2EEncoder`, the GE2E speaker encoder whose weights ship in the ``resemblyzer``
   package (read through `checkpoints.read_state_dict`, no pickled code), 256-d;
 * conditioning features for both T2S conformers: per-utterance normalised log-mel frames (80-d);
@@ -53,6 +57,79 @@ LEXICON_FILE = "lexicon.dict"
 STYLE_DIM = 256
 MINILM_DIM = 384
 N_PHONES = len(PHONES)
+#: Phones that carry a pitch bin; the others always take the middle bin.
+VOICED_PHONES = frozenset(
+    (
+        "aa", "ae", "ah", "ao", "aw", "ax", "ay", "b", "d", "dh", "eh", "er", "ey", "g", "ih",
+        "iy", "jh", "l", "m", "n", "ng", "ow", "oy", "r", "uh", "uw", "v", "w", "y", "z", "zh",
+    )
+)  # fmt: skip
+_VOICED = torch.tensor([p in VOICED_PHONES for p in PHONES])
+#: z-score of a phone's log-F0 (against the speaker's mean and spread) beyond which it is
+#: "high" (or below its negative, "low").
+PITCH_Z = 0.6
+
+
+def pitch_bins(config: Mapping[str, Any]) -> int:
+    """Pitch bins of a small config (1 for bundles whose codes are bare phone classes)."""
+    return int(config.get("pitch_bins", 1))
+
+
+def n_codes(config: Mapping[str, Any]) -> int:
+    """Semantic code count of a small config (start/stop excluded)."""
+    return N_PHONES * pitch_bins(config)
+
+
+def phone_log_f0(phones: torch.Tensor, f0: torch.Tensor) -> torch.Tensor:
+    """Median log-F0 of each token's phone run (NaN for unvoiced phones or no pitch).
+
+    Args:
+        phones: (T_tok,) phone class per token.
+        f0: (T_tok,) F0 in Hz per token (0 = unvoiced), e.g. `analysis.pitch_track`.
+    """
+    out = torch.full(phones.shape, float("nan"))
+    n = int(phones.numel())
+    start = 0
+    while start < n:
+        end = start + 1
+        while end < n and phones[end] == phones[start]:
+            end += 1
+        if _VOICED[int(phones[start])]:
+            seg = f0[start:end]
+            seg = seg[seg > 0]
+            if seg.numel():
+                out[start:end] = float(seg.log().median())
+        start = end
+    return out
+
+
+def pitch_codes(
+    phones: torch.Tensor, log_f0: torch.Tensor, mean: float, std: float, bins: int = 3
+) -> torch.Tensor:
+    """Semantic codes ``bin * N_PHONES + phone`` from phone classes and per-token log-F0.
+
+    Bin 0 is low, 1 mid (also every unvoiced phone), 2 high: the phone's log-F0 z-score against
+    the speaker's ``mean``/``std`` below ``-PITCH_Z`` or above ``PITCH_Z``.
+    """
+    if bins == 1:
+        return phones.long()
+    z = (log_f0 - mean) / max(std, 1e-3)
+    level = torch.ones_like(phones, dtype=torch.long)
+    level = torch.where(z < -PITCH_Z, torch.zeros_like(level), level)
+    level = torch.where(z > PITCH_Z, torch.full_like(level, 2), level)  # NaN compares False
+    return level * N_PHONES + phones.long()
+
+
+def log_f0_stats(values: Sequence[torch.Tensor]) -> tuple[float, float]:
+    """(mean, std) over the finite entries of per-token log-F0 tensors (a speaker's or a clip's).
+
+    Falls back to 120 Hz and 0.15 when there is (almost) no voiced speech.
+    """
+    flat = torch.cat([v.flatten() for v in values]) if values else torch.empty(0)
+    flat = flat[torch.isfinite(flat)]
+    if flat.numel() < 3:
+        return float(np.log(120.0)), 0.15
+    return float(flat.mean()), max(float(flat.std()), 0.05)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -69,6 +146,8 @@ def small_config(size: str = "default") -> dict[str, Any]:
     from dubstudio.engine.t2s.config import ConformerConfig, T2SConfig
 
     tiny = size == "tiny"
+    bins = 3
+    codes = N_PHONES * bins
     cond = ConformerConfig(
         output_size=16 if tiny else 96,
         linear_units=32 if tiny else 192,
@@ -84,11 +163,11 @@ def small_config(size: str = "default") -> dict[str, Any]:
         layers=2 if tiny else 4,
         heads=2 if tiny else 4,
         number_text_tokens=VOCAB_SIZE,
-        number_mel_codes=N_PHONES + 2,
-        start_mel_token=N_PHONES,
-        stop_mel_token=N_PHONES + 1,
+        number_mel_codes=codes + 2,
+        start_mel_token=codes,
+        stop_mel_token=codes + 1,
         max_text_tokens=200,
-        max_mel_tokens=600,
+        max_mel_tokens=800,
         num_latents=4 if tiny else 8,
         speaker=cond,
         emotion=cond,
@@ -117,6 +196,8 @@ def small_config(size: str = "default") -> dict[str, Any]:
         "builder": BUILDER,
         "t2s": t2s.to_dict(),
         "s2m": s2m.to_dict(),
+        "token_rate": 50,
+        "pitch_bins": bins,
         "tokenizer": {"channels": 16 if tiny else 128, "layers": 2 if tiny else 3},
         "t2e": {"hidden": 16 if tiny else 128},
         "emo_num": [1] * 8,
@@ -129,7 +210,7 @@ def small_config(size: str = "default") -> dict[str, Any]:
             "top_k": 5,
             "top_p": 0.9,
             "temperature": 0.7,
-            "max_tokens": 600,
+            "max_tokens": 800,
         },
     }
 
@@ -182,10 +263,10 @@ class FrameTokenizer(nn.Module):
 class SmallReference(nn.Module):
     """The bundle's ``reference.safetensors``: tokenizer and code embedding (`CodeEmbedder`)."""
 
-    def __init__(self, channels: int, layers: int, content_dim: int) -> None:
+    def __init__(self, channels: int, layers: int, content_dim: int, codes: int = N_PHONES) -> None:
         super().__init__()
         self.tokenizer = FrameTokenizer(channels, layers)
-        self.embedding = nn.Embedding(N_PHONES + 2, content_dim)
+        self.embedding = nn.Embedding(codes + 2, content_dim)
 
 
 class GE2EEncoder(nn.Module):
@@ -330,6 +411,7 @@ class SmallReferenceEncoder:
         style_encoder: `GE2EEncoder` (or any callable (N16,) -> (S,) with ``embed``).
         token_rate: Tokens per second.
         device: Where features go.
+        bins: Pitch bins of the codes (1: bare phone classes).
     """
 
     def __init__(
@@ -338,11 +420,13 @@ class SmallReferenceEncoder:
         style_encoder: Any,
         token_rate: Fraction,
         device: torch.device,
+        bins: int = 1,
     ) -> None:
         self.reference = reference
         self.style_encoder = style_encoder
         self.token_rate = Fraction(token_rate)
         self.device = device
+        self.bins = bins
         self.mel = mel_config()
 
     def n_tokens(self, frames: int) -> int:
@@ -364,8 +448,20 @@ class SmallReferenceEncoder:
         wav = torch.from_numpy(np.ascontiguousarray(audio)).float()
         wav22 = resample(wav, sample_rate, self.mel.sample_rate)
         ref_mel = mel_spectrogram(wav22[None].to(self.device), self.mel)  # (1, M, F)
-        codes = self.reference.tokenizer.codes(ref_mel, self.n_tokens(ref_mel.shape[-1]))
+        n_tok = self.n_tokens(ref_mel.shape[-1])
+        codes = self.reference.tokenizer.codes(ref_mel, n_tok)
         wav16 = resample(wav, sample_rate, 16000)
+        if self.bins > 1:
+            # A clip's pitch bins are relative to the clip itself (its speaker is unknown).
+            from dubstudio.engine.analysis import pitch_track
+
+            hop = 16000 / float(self.token_rate)
+            f0 = pitch_track(wav16.numpy(), 16000, round(hop))
+            f0 = F.pad(f0, (0, max(0, n_tok - f0.numel())))[:n_tok]
+            phones = codes[0].cpu()
+            log_f0 = phone_log_f0(phones, f0)
+            mean, std = log_f0_stats([log_f0])
+            codes = pitch_codes(phones, log_f0, mean, std, self.bins)[None].to(self.device)
         style = self.style_encoder.embed(wav16.to(self.device))[None]
         return ref_mel, codes, style
 
@@ -400,7 +496,9 @@ def build_modules(config: Mapping[str, Any]) -> dict[str, nn.Module]:
     return {
         "t2s": UnifiedVoice(t2s_cfg),
         "s2m": S2MModel(s2m_cfg),
-        "reference": SmallReference(int(tok["channels"]), int(tok["layers"]), s2m_cfg.content_dim),
+        "reference": SmallReference(
+            int(tok["channels"]), int(tok["layers"]), s2m_cfg.content_dim, n_codes(config)
+        ),
         "emotion": emotion,
         "t2e": T2EHead(int(config["t2e"]["hidden"])),
     }
@@ -454,7 +552,7 @@ def write_small_bundle(
         root,
         name=name,
         config=config,
-        token_rate=25,
+        token_rate=int(config.get("token_rate", 25)),
         mel=MelSpec(fmax=8000.0),
         vocoder="hifigan-universal",
         cfm_steps=cfm_steps,
@@ -523,7 +621,13 @@ def build_components(bundle: Any, device: torch.device | None) -> Any:
     else:
         raise ModelLoadError(f"Unknown vocoder '{bundle.vocoder}' in {bundle.root}.")
     style = GE2EEncoder.pretrained().to(device)
-    ref = SmallReferenceEncoder(modules["reference"], style, bundle.token_rate, device)  # type: ignore[arg-type]
+    ref = SmallReferenceEncoder(
+        modules["reference"],  # type: ignore[arg-type]
+        style,
+        bundle.token_rate,
+        device,
+        pitch_bins(config),
+    )
     emo = modules["emotion"]
     return EngineComponents(
         bundle=bundle,

@@ -68,7 +68,7 @@ def test_tiny_small_bundle_renders_exact_budget(tmp_path: Path) -> None:
 
     root = create_tiny_small_bundle(tmp_path / "b", seed=1)
     bundle = load_bundle(root)
-    assert bundle.kind == "dubstudio-small" and bundle.token_rate == 25
+    assert bundle.kind == "dubstudio-small" and bundle.token_rate == 50
     assert verify_bundle(bundle).ok
     t = np.arange(22050) / 22050
     sf.write(tmp_path / "v.wav", (0.3 * np.sin(2 * np.pi * 140 * t)).astype(np.float32), 22050)
@@ -98,3 +98,38 @@ def test_tokenizer_codes_have_token_rate_length() -> None:
     mel = torch.randn(2, 80, 173)  # 2 s of frames
     codes = tok.codes(mel, 50)
     assert codes.shape == (2, 50) and int(codes.max()) < len(PHONE_INDEX)
+
+
+def test_pitch_track_follows_sines_and_marks_silence_unvoiced() -> None:
+    from dubstudio.engine.analysis import pitch_track
+
+    rate = 16000
+    t = np.arange(rate) / rate
+    for f0 in (75.0, 140.0, 310.0):
+        track = pitch_track(np.sin(2 * np.pi * f0 * t), rate, 320)
+        assert track.shape == (50,)
+        assert abs(float(track[3:-3].median()) - f0) < 0.02 * f0
+    silence = pitch_track(np.zeros(rate), rate, 320)
+    assert float(silence.abs().max()) == 0.0
+    noise = pitch_track(np.random.default_rng(0).normal(0, 0.3, rate), rate, 320)
+    assert float((noise > 0).float().mean()) < 0.2
+
+
+def test_pitch_codes_bin_voiced_phone_runs_against_the_speaker() -> None:
+    from dubstudio.engine.small import N_PHONES, log_f0_stats, phone_log_f0, pitch_codes
+
+    aa, s = PHONE_INDEX["aa"], PHONE_INDEX["s"]
+    phones = torch.tensor([aa, aa, s, s, aa, aa, aa])
+    f0 = torch.tensor([100.0, 104.0, 0.0, 0.0, 150.0, 0.0, 155.0])
+    log_f0 = phone_log_f0(phones, f0)
+    # One value per phone run (median of its voiced frames); unvoiced phones have none.
+    assert torch.isnan(log_f0[2:4]).all()
+    assert log_f0[0] == log_f0[1] and log_f0[4] == log_f0[6]
+    mean, std = float(np.log(120.0)), 0.1
+    codes = pitch_codes(phones, log_f0, mean, std)
+    assert codes.tolist() == [aa, aa, N_PHONES + s, N_PHONES + s, *[2 * N_PHONES + aa] * 3]
+    assert pitch_codes(phones, log_f0, mean, std, bins=1).tolist() == phones.tolist()
+    # The same contour a speaker an octave up is read against that speaker: same codes.
+    up = phone_log_f0(phones, f0 * 2)
+    assert pitch_codes(phones, up, mean + float(np.log(2.0)), std).tolist() == codes.tolist()
+    assert log_f0_stats([]) == (float(np.log(120.0)), 0.15)
