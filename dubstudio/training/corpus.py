@@ -1,9 +1,16 @@
-"""Corpus generator: project-written sentences x Flite voices x eight emotion style recipes.
+"""Corpus generator: project-written sentences x local voices x eight emotion style recipes.
 
-Every utterance is synthesized by Flite (CMU, BSD-style licence; voices kal16, awb, rms, slt from
-CMU ARCTIC / CMU diphone data, free to use and redistribute) and stored as a 16 kHz WAV with its
-metadata (voice, style, text, duration) and Flite's own phone timings (``-psdur``), which give
-exact frame-level phone labels for the semantic tokenizer.
+Utterances are synthesized by Flite (CMU, BSD-style licence; voices kal16, awb, rms, slt from
+CMU ARCTIC / CMU diphone data, free to use and redistribute) and by Festival with the CSTR/CMU
+diphone voice ked (Debian ``festvox-kdlpc16k``, free to use, modify and redistribute), and stored
+as 16 kHz WAVs with their metadata (voice, style, text, duration, timbre shift) and the engine's
+own phone timings (Flite ``-psdur``, Festival's Segment relation), which give exact frame-level
+phone labels for the semantic tokens.
+
+Training utterances are augmented with a timbre shift: ``sox pitch`` moves pitch and formants
+together by a few semitones while keeping the timing, so each real voice yields several
+"pseudo-speakers" (`speaker_of`). Shifted copies are augmentation only: the evaluation uses
+unshifted voices, and the held-out voices are never shifted copies of a training voice.
 
 The eight styles are prosody recipes (a stand-in for an emotional data set, used honestly as
 such): rate (Flite ``duration_stretch`` = 1 / rate), pitch level (``int_f0_target_mean``
@@ -19,6 +26,7 @@ import random
 import shutil
 import subprocess
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -68,15 +76,20 @@ STYLES: dict[str, StyleRecipe] = {
 }
 assert tuple(STYLES) == EMOTION_NAMES
 
-#: Calm F0 mean / standard deviation (Hz) of each Flite voice (measured on its default output).
+#: Calm F0 mean / standard deviation (Hz) of each voice (measured on its default output).
 VOICES: dict[str, tuple[float, float]] = {
     "kal16": (105.0, 15.0),
     "awb": (120.0, 20.0),
     "slt": (175.0, 25.0),
     "rms": (110.0, 18.0),
+    "ked": (105.0, 15.0),
 }
-TRAIN_VOICES = ("kal16", "awb", "slt")
+#: Voices synthesized by Festival (the rest by Flite), with the Scheme call selecting them.
+FESTIVAL_VOICES = {"ked": "voice_ked_diphone"}
+TRAIN_VOICES = ("kal16", "awb", "slt", "ked")
 HELDOUT_VOICES = ("rms",)
+#: Timbre shifts (cents) drawn for training utterances.
+SHIFTS = (-300, -150, 0, 150, 300)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -233,6 +246,12 @@ class Utterance:
     wav: str
     duration: float
     phones: list[tuple[str, float]]
+    shift: int = 0
+
+
+def speaker_of(utt: Utterance) -> str:
+    """The (pseudo-)speaker of an utterance: its voice, with the timbre shift when there is one."""
+    return f"{utt.voice}{utt.shift:+d}" if utt.shift else utt.voice
 
 
 def flite_available() -> bool:
@@ -240,19 +259,72 @@ def flite_available() -> bool:
     return shutil.which("flite") is not None
 
 
-def synthesize_flite(
-    text: str, voice: str, style: StyleRecipe, out_wav: Path
+def synthesize(
+    text: str, voice: str, style: StyleRecipe, out_wav: Path, shift: int = 0
 ) -> tuple[np.ndarray, list[tuple[str, float]]]:
-    """Synthesize one utterance with Flite in a style.
+    """Synthesize one utterance in a style with the voice's engine, then shift its timbre.
 
     Returns:
         (samples (N,) float32 at 16 kHz after the gain, phone timings [(phone, end_s)]).
 
     Raises:
-        ValidationError: Flite is missing or failed.
+        ValidationError: The engine (or sox, for a shift) is missing or failed.
     """
     import soundfile as sf
 
+    if voice in FESTIVAL_VOICES:
+        phones = _festival(text, voice, style, out_wav)
+    else:
+        phones = _flite(text, voice, style, out_wav)
+    if shift:
+        if shutil.which("sox") is None:
+            raise ValidationError("Timbre shifts need sox (apt-get install sox).")
+        tmp = out_wav.with_suffix(".shift.wav")
+        proc = subprocess.run(
+            ["sox", str(out_wav), str(tmp), "pitch", str(shift)], capture_output=True, text=True
+        )
+        if proc.returncode != 0:
+            raise ValidationError(f"sox pitch failed: {proc.stderr.strip()}")
+        tmp.replace(out_wav)
+    audio, rate = sf.read(str(out_wav), dtype="float32")
+    if rate != SAMPLE_RATE:
+        raise ValidationError(f"{voice} wrote {rate} Hz, expected {SAMPLE_RATE}.")
+    audio = np.clip(audio * 10 ** (style.gain_db / 20.0), -1.0, 1.0).astype(np.float32)
+    sf.write(str(out_wav), audio, SAMPLE_RATE, subtype="PCM_16")
+    return audio, phones
+
+
+def _festival(text: str, voice: str, style: StyleRecipe, out_wav: Path) -> list[tuple[str, float]]:
+    """Festival diphone synthesis; rate through Duration_Stretch, pitch through int_lr_params."""
+    if shutil.which("festival") is None:
+        raise ValidationError("Festival is not installed (apt-get install festival).")
+    mean, std = VOICES[voice]
+    quoted = text.replace("\\", " ").replace('"', " ")
+    segs = out_wav.with_suffix(".segs")
+    script = f"""({FESTIVAL_VOICES[voice]})
+(Parameter.set 'Duration_Stretch {1.0 / style.rate:.4f})
+(set! int_lr_params '((target_f0_mean {mean * style.pitch:.2f})
+  (target_f0_std {std * style.pitch_range:.2f}) (model_f0_mean 170) (model_f0_std 34)))
+(set! u (utt.synth (Utterance Text "{quoted}")))
+(utt.save.wave u "{out_wav}" 'riff)
+(utt.save.segs u "{segs}")
+"""
+    proc = subprocess.run(
+        ["festival", "--pipe"], input=script, capture_output=True, text=True, check=False
+    )
+    if proc.returncode != 0 or not out_wav.is_file() or not segs.is_file():
+        raise ValidationError(f"Festival failed on {text!r}: {proc.stderr.strip()}")
+    phones = []
+    body = segs.read_text().split("#", 1)[-1]
+    for row in body.splitlines():
+        parts = row.split()
+        if len(parts) == 3:
+            phones.append((parts[2], float(parts[0])))
+    segs.unlink()
+    return phones
+
+
+def _flite(text: str, voice: str, style: StyleRecipe, out_wav: Path) -> list[tuple[str, float]]:
     if not flite_available():
         raise ValidationError("Flite is not installed (apt-get install flite).")
     mean, std = VOICES[voice]
@@ -279,12 +351,7 @@ def synthesize_flite(
     for item in proc.stdout.split():
         name, _, end = item.rpartition(":")
         phones.append((name, float(end)))
-    audio, rate = sf.read(str(out_wav), dtype="float32")
-    if rate != SAMPLE_RATE:
-        raise ValidationError(f"Flite wrote {rate} Hz, expected {SAMPLE_RATE}.")
-    audio = np.clip(audio * 10 ** (style.gain_db / 20.0), -1.0, 1.0).astype(np.float32)
-    sf.write(str(out_wav), audio, SAMPLE_RATE, subtype="PCM_16")
-    return audio, phones
+    return phones
 
 
 @dataclass(frozen=True)
@@ -297,19 +364,21 @@ class CorpusPlan:
         train_voices: Voices in training.
         heldout_voices: Voices never seen in training (evaluation only).
         styles_per_sentence: Non-calm styles per (sentence, voice) besides calm.
+        shifts: Timbre shifts (cents) drawn per training utterance; ``(0,)`` for none.
         seed: Seed of sentences and style choices.
     """
 
-    train_sentences: int = 500
+    train_sentences: int = 600
     test_sentences: int = 24
     train_voices: tuple[str, ...] = TRAIN_VOICES
     heldout_voices: tuple[str, ...] = HELDOUT_VOICES
     styles_per_sentence: int = 1
+    shifts: tuple[int, ...] = SHIFTS
     seed: int = 1234
 
 
-def plan_items(plan: CorpusPlan) -> Iterator[tuple[str, str, str, str]]:
-    """(split, voice, style, text) for every utterance of the plan."""
+def plan_items(plan: CorpusPlan) -> Iterator[tuple[str, str, str, str, int]]:
+    """(split, voice, style, text, shift) for every utterance of the plan."""
     rng = random.Random(plan.seed)
     sentences = make_sentences(plan.train_sentences + plan.test_sentences, plan.seed)
     train, test = sentences[: plan.train_sentences], sentences[plan.train_sentences :]
@@ -318,12 +387,12 @@ def plan_items(plan: CorpusPlan) -> Iterator[tuple[str, str, str, str]]:
         for voice in plan.train_voices:
             styles = ["calm", *rng.sample(emotional, plan.styles_per_sentence)]
             for style in styles:
-                yield "train", voice, style, text
+                yield "train", voice, style, text, rng.choice(plan.shifts)
     for text in test:
         for voice in (*plan.train_voices, *plan.heldout_voices):
             for style in EMOTION_NAMES:
                 # Every style on held-out text: the emotion evaluation compares it with calm.
-                yield "test", voice, style, text
+                yield "test", voice, style, text, 0
 
 
 def build_corpus(
@@ -345,24 +414,33 @@ def build_corpus(
     done: set[str] = set()
     if meta_path.is_file():
         done = {json.loads(line)["uid"] for line in meta_path.read_text().splitlines() if line}
-    items = list(plan_items(plan))
+    items = [
+        (f"{split}-{voice}-{style}-{_text_id(text)}", split, voice, style, text, shift)
+        for split, voice, style, text, shift in plan_items(plan)
+    ]
+    todo = [item for item in items if item[0] not in done]
     (out / "plan.json").write_text(json.dumps(asdict(plan), indent=2))
-    with meta_path.open("a", encoding="utf-8") as meta:
-        for i, (split, voice, style, text) in enumerate(items):
+
+    def make(item: tuple[str, str, str, str, str, int]) -> Utterance:
+        uid, split, voice, style, text, shift = item
+        wav = out / "wavs" / f"{uid}.wav"
+        audio, phones = synthesize(text, voice, STYLES[style], wav, shift)
+        duration = len(audio) / SAMPLE_RATE
+        return Utterance(uid, voice, style, text, split, f"wavs/{uid}.wav", duration, phones, shift)
+
+    # The engines are single-threaded programs: two at a time use both cores.
+    with (
+        meta_path.open("a", encoding="utf-8") as meta,
+        ThreadPoolExecutor(max_workers=2) as pool,
+    ):
+        for start in range(0, len(todo), 64):
             if should_stop is not None and should_stop():
                 break
-            uid = f"{split}-{voice}-{style}-{_text_id(text)}"
-            if uid in done:
-                continue
-            wav = out / "wavs" / f"{uid}.wav"
-            audio, phones = synthesize_flite(text, voice, STYLES[style], wav)
-            utt = Utterance(
-                uid, voice, style, text, split, f"wavs/{uid}.wav", len(audio) / SAMPLE_RATE, phones
-            )
-            meta.write(json.dumps(asdict(utt)) + "\n")
-            done.add(uid)
-            if on_progress is not None and i % 50 == 0:
-                on_progress(i / len(items), "corpus")
+            for utt in pool.map(make, todo[start : start + 64]):
+                meta.write(json.dumps(asdict(utt)) + "\n")
+            meta.flush()
+            if on_progress is not None:
+                on_progress((len(items) - len(todo) + start) / len(items), "corpus")
     return meta_path
 
 

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from dubstudio.core.model import EMOTION_NAMES
+from dubstudio.engine.small import N_PHONES
 from dubstudio.training.corpus import STYLES, read_metadata
 
 log = logging.getLogger(__name__)
@@ -200,7 +201,8 @@ def evaluate(
 
     # ---- intelligibility, similarity, budgets, speed
     eval_voices = [train_voices[-1], *heldout]
-    err_model = err_src = n_words = 0
+    source_codes = {it.utt.uid: it.codes for it in _test_items(data)}
+    err_model = err_src = err_oracle = n_words = 0
     closer = total = exact_ok = exact_n = 0
     own_sims: list[float] = []
     other_sims: list[float] = []
@@ -229,10 +231,13 @@ def evaluate(
                 stage_sec[k] = stage_sec.get(k, 0.0) + v
             audio_sec += len(out.audio) / 22050
             e, n = wer(text, asr(out.audio, 22050))
-            if src_audio is not None:
+            if src is not None:
                 es, _ = wer(text, asr(src_audio, src_rate))
+                oracle = decode_codes(synth, req, source_codes[src.uid])
+                eo, _ = wer(text, asr(oracle.audio, 22050))
                 err_src += es
                 err_model += e
+                err_oracle += eo
                 n_words += n
             emb = ge2e.embed(torch.from_numpy(_resample16(out.audio, 22050)))
             sims = {v: float(emb @ ref_emb[v]) for v in all_voices}
@@ -244,11 +249,13 @@ def evaluate(
                 closer += int(own > max(sims.values()))
     wer_m = err_model / max(1, n_words)
     wer_s = err_src / max(1, n_words)
+    wer_o = err_oracle / max(1, n_words)
     res.rows += [
         ("held-out sentences / voices used", f"{len(eval_sents)} / {', '.join(eval_voices)}"),
         ("WER model (pocketsphinx)", f"{wer_m:.3f}"),
         ("WER source voices, same sentences", f"{wer_s:.3f}"),
         ("WER ratio model / source (target <= 1.5)", f"{wer_m / max(wer_s, 1e-9):.2f}"),
+        ("WER of S2M + vocoder on the source's own codes (T2S bypassed)", f"{wer_o:.3f}"),
         ("GE2E cosine to own reference (mean)", f"{np.mean(own_sims):.3f}"),
         ("GE2E cosine to closest other speaker (mean)", f"{np.mean(other_sims):.3f}"),
         ("held-out-voice lines closer to own reference (target >= 80 %)",
@@ -258,7 +265,7 @@ def evaluate(
     for k, v in sorted(stage_sec.items()):
         res.rows.append((f"speed: {k} seconds per audio second", f"{v / audio_sec:.3f}"))
     res.rows.append(("speed: total real-time factor", f"{sum(stage_sec.values()) / audio_sec:.3f}"))
-    res.data.update(wer_model=wer_m, wer_source=wer_s, closer=closer, total=total)
+    res.data.update(wer_model=wer_m, wer_source=wer_s, wer_oracle=wer_o, closer=closer, total=total)
 
     # ---- emotions at a fixed budget vs calm
     voice = train_voices[-1]
@@ -301,6 +308,26 @@ def evaluate(
     return res
 
 
+def _test_items(data: Path) -> list[Any]:
+    from dubstudio.training.features import load_items
+
+    return [it for it in load_items(data / "features.pt") if it.utt.split == "test"]
+
+
+@torch.inference_mode()
+def decode_codes(synth: Any, request: Any, codes: torch.Tensor) -> Any:
+    """Render ``request`` from given semantic ``codes`` instead of the T2S model's (one segment,
+    the request's exact frame budget): the decoder half of the pipeline on its own."""
+    plan = synth._plan(request, None)
+    frames = sum(plan.seg_frames)
+    plan.segments, plan.seg_tokens, plan.seg_frames = [torch.cat(plan.segments)], [None], [frames]
+    voice = synth._voice(request.voice)
+    emovec = synth._emovec(request, voice)
+    codes = codes.long().to(synth.device)
+    latents = synth.components.t2s.latents(voice.speaker_latents, emovec, plan.segments, [codes])
+    return synth._finish(plan, voice, [codes], latents, {}, lambda *_: None, None)
+
+
 def _resample16(audio: np.ndarray, rate: int) -> np.ndarray:
     from dubstudio.engine.audio import resample
 
@@ -331,9 +358,8 @@ def grl_probe(t2s: Any, stage1_ckpt: Path, data: Path) -> list[tuple[str, str]]:
     from sklearn.model_selection import cross_val_score
 
     from dubstudio.engine.small import normalize_frames
-    from dubstudio.training.features import load_items
 
-    items = [it for it in load_items(data / "features.pt") if it.utt.split == "test"]
+    items = _test_items(data)
     feats = [normalize_frames(it.mel[None]) for it in items]
     speakers = np.array([it.utt.voice for it in items])
     styles = np.array([it.utt.style for it in items])
@@ -392,22 +418,18 @@ def _edit(a: list[int], b: list[int]) -> int:
 
 @torch.inference_mode()
 def tokenizer_rows(encoder: Any, data: Path) -> list[tuple[str, str]]:
-    """Frame-token accuracy vs Flite's timings per voice, and cross-voice agreement of the
+    """Per-token phone accuracy vs the engines' timings per voice, and cross-voice agreement of the
     collapsed token sequences (1 - edit distance / length) on the same held-out sentences."""
-    from dubstudio.training.features import load_items
-
-    items = [
-        it for it in load_items(data / "features.pt")
-        if it.utt.split == "test" and it.utt.style == "calm"
-    ]  # fmt: skip
+    items = [it for it in _test_items(data) if it.utt.style == "calm"]
     acc: dict[str, list[float]] = {}
     seqs: dict[tuple[str, str], list[int]] = {}
     for it in items:
         codes = encoder.reference.tokenizer.codes(it.mel[None], it.codes.numel())[0]
-        acc.setdefault(it.utt.voice, []).append(float((codes == it.codes).float().mean()))
+        phones = it.codes % N_PHONES  # the tokenizer predicts the phone part of each code
+        acc.setdefault(it.utt.voice, []).append(float((codes == phones).float().mean()))
         seqs[(it.utt.text, it.utt.voice)] = _collapse(codes.tolist())
     rows = [
-        (f"tokenizer frame accuracy vs Flite timings, {v}", f"{np.mean(a):.3f}")
+        (f"tokenizer phone accuracy per token vs engine timings, {v}", f"{np.mean(a):.3f}")
         for v, a in sorted(acc.items())
     ]
     voices = sorted(acc)

@@ -1,4 +1,8 @@
-"""Feature extraction for training: log-mel, frame/token phone labels, GE2E style per utterance.
+"""Feature extraction for training: log-mel, frame phone labels, semantic codes, GE2E style.
+
+The semantic code of a token frame is its phone class (from the engine's timings) times the
+phone's pitch bin (`dubstudio.engine.small.pitch_codes`), with the log-F0 normalised by the
+(pseudo-)speaker's calm utterances.
 
 Dimension legend: M mel bands (80), F mel frames (86.13 Hz), T_tok tokens (bundle token rate),
 S style width (256).
@@ -15,14 +19,24 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dubstudio.engine.analysis import pitch_track
 from dubstudio.engine.audio import mel_spectrogram, resample
-from dubstudio.engine.small import GE2EEncoder, mel_config
+from dubstudio.engine.small import (
+    GE2EEncoder,
+    log_f0_stats,
+    mel_config,
+    phone_log_f0,
+    pitch_bins,
+    pitch_codes,
+    small_config,
+)
 from dubstudio.engine.text.phonemes import PHONE_INDEX
-from dubstudio.training.corpus import Utterance, read_metadata
+from dubstudio.training.corpus import Utterance, read_metadata, speaker_of
 
 log = logging.getLogger(__name__)
 
-TOKEN_RATE = Fraction(25)
+TOKEN_RATE = Fraction(small_config()["token_rate"])
+BINS = pitch_bins(small_config())
 STYLE_SAMPLES = 6
 
 
@@ -34,7 +48,7 @@ class Item:
         utt: Its metadata.
         mel: (M, F) log-mel.
         frame_labels: (F,) phone class per mel frame.
-        codes: (T_tok,) phone class per token frame (the semantic tokens).
+        codes: (T_tok,) semantic code per token frame (phone class x pitch bin).
         style: (S,) GE2E embedding.
     """
 
@@ -68,6 +82,7 @@ def extract(
     import soundfile as sf
 
     cfg = mel_config()
+    hop16 = round(16000 / TOKEN_RATE)
     ge2e = GE2EEncoder.pretrained()
     utts = read_metadata(corpus_dir)
     records = []
@@ -75,6 +90,7 @@ def extract(
     # group and give every utterance its group's mean (what a reference clip of that voice and
     # style yields), instead of embedding all of them.
     groups: dict[tuple[str, str, str], list[torch.Tensor]] = {}
+    calm_f0: dict[str, list[torch.Tensor]] = {}
     for i, utt in enumerate(utts):
         audio, rate = sf.read(str(Path(corpus_dir) / utt.wav), dtype="float32")
         wav = torch.from_numpy(audio)
@@ -83,24 +99,36 @@ def extract(
         t_frames = (np.arange(frames) + 0.5) * cfg.hop / cfg.sample_rate
         n_tok = n_tokens_for_frames(frames)
         t_tok = (np.arange(n_tok) + 0.5) / float(TOKEN_RATE)
-        group = groups.setdefault((utt.voice, utt.style, utt.split), [])
+        wav16 = resample(wav, rate, 16000)
+        group = groups.setdefault((speaker_of(utt), utt.style, utt.split), [])
         if len(group) < STYLE_SAMPLES:
-            group.append(ge2e.embed(resample(wav, rate, 16000)))
+            group.append(ge2e.embed(wav16))
+        phones = labels_at(t_tok, utt.phones)
+        f0 = pitch_track(wav16.numpy(), 16000, hop16)
+        f0 = torch.nn.functional.pad(f0, (0, max(0, n_tok - f0.numel())))[:n_tok]
+        log_f0 = phone_log_f0(phones, f0)
+        if utt.style == "calm":
+            calm_f0.setdefault(speaker_of(utt), []).append(log_f0)
         records.append(
             {
                 "meta": utt.__dict__,
                 "mel": mel.half(),
                 "frame_labels": labels_at(t_frames, utt.phones).to(torch.uint8),
-                "codes": labels_at(t_tok, utt.phones).to(torch.uint8),
-                "group": (utt.voice, utt.style, utt.split),
+                "phones": phones,
+                "log_f0": log_f0,
+                "group": (speaker_of(utt), utt.style, utt.split),
             }
         )
         if on_progress is not None and i % 100 == 0:
             on_progress(i / len(utts), "features")
     means = {k: torch.stack(v).mean(0) for k, v in groups.items()}
+    stats = {spk: log_f0_stats(v) for spk, v in calm_f0.items()}
     for r in records:
         m = means[r.pop("group")]
         r["style"] = m / m.norm()
+        spk = speaker_of(Utterance(**r["meta"]))
+        mean, std = stats.get(spk, log_f0_stats([r["log_f0"]]))
+        r["codes"] = pitch_codes(r.pop("phones"), r.pop("log_f0"), mean, std, BINS).to(torch.uint8)
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     torch.save(records, str(out))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -30,6 +31,7 @@ from dubstudio.engine.small import (
     normalize_frames,
 )
 from dubstudio.engine.text.phonemes import PhonemeFrontEnd
+from dubstudio.training.corpus import speaker_of
 from dubstudio.training.features import Item
 
 log = logging.getLogger(__name__)
@@ -67,6 +69,14 @@ class _Run:
     def log(self, **values: Any) -> None:
         with self.log_path.open("a", encoding="utf-8") as handle:
             handle.write(json.dumps(values) + "\n")
+
+
+def _set_lr(opt: torch.optim.Optimizer, base: float, step: int, progress: float) -> None:
+    """Linear warm-up over 100 steps, then cosine decay to 10 % of ``base`` at the budget's end."""
+    warm = min(1.0, (step + 1) / 100)
+    decay = 0.1 + 0.45 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+    for group in opt.param_groups:
+        group["lr"] = base * warm * decay
 
 
 def _pad_frames(seqs: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -187,9 +197,9 @@ def _set_trainable(model: nn.Module, prefixes: Sequence[str], flag: bool) -> Non
 
 
 class _T2SData:
-    """Batches for the T2S recipe: speaker prompt = another utterance of the same voice, emotion
-    prompt = another utterance of the same voice and style (so the emotion path sees the style,
-    never the target sentence)."""
+    """Batches for the T2S recipe: speaker prompt = another utterance of the same (pseudo-)speaker,
+    emotion prompt = another utterance of the same speaker and style (so the emotion path sees
+    the style, never the target sentence)."""
 
     def __init__(self, items: Sequence[Item], front_end: PhonemeFrontEnd, seed: int) -> None:
         self.items = list(items)
@@ -197,11 +207,16 @@ class _T2SData:
         self.text = [torch.tensor(front_end.encode(it.utt.text)) for it in self.items]
         self.by_voice: dict[str, list[int]] = {}
         self.by_group: dict[tuple[str, str], list[int]] = {}
-        for i, it in enumerate(self.items):
-            self.by_voice.setdefault(it.utt.voice, []).append(i)
-            self.by_group.setdefault((it.utt.voice, it.utt.style), []).append(i)
+        self.speaker = [speaker_of(it.utt) for it in self.items]
+        for i, spk in enumerate(self.speaker):
+            self.by_voice.setdefault(spk, []).append(i)
+            self.by_group.setdefault((spk, self.items[i].utt.style), []).append(i)
         self.voices = sorted(self.by_voice)
         self.emotional = [i for i, it in enumerate(self.items) if it.utt.style != "calm"]
+
+    def group(self, idx: int) -> tuple[str, str]:
+        """(speaker, style) of item ``idx``."""
+        return self.speaker[idx], self.items[idx].utt.style
 
     def cond(self, idx: int, crop: int = 200) -> torch.Tensor:
         return normalize_frames(_crop(self.items[idx].mel, crop, self.rng)[None])[0]
@@ -211,9 +226,8 @@ class _T2SData:
         picks = [self.rng.choice(pool) for _ in range(size)]
         spk, emo = [], []
         for i in picks:
-            it = self.items[i]
-            spk.append(self.cond(self.rng.choice(self.by_voice[it.utt.voice])))
-            emo.append(self.cond(self.rng.choice(self.by_group[(it.utt.voice, it.utt.style)])))
+            spk.append(self.cond(self.rng.choice(self.by_voice[self.speaker[i]])))
+            emo.append(self.cond(self.rng.choice(self.by_group[self.group(i)])))
         spk_x, spk_len = _pad_frames(spk)
         emo_x, emo_len = _pad_frames(emo)
         return {
@@ -223,7 +237,7 @@ class _T2SData:
             "emo_len": emo_len,
             "text": [self.text[i] for i in picks],
             "codes": [self.items[i].codes for i in picks],
-            "speaker": torch.tensor([self.voices.index(self.items[i].utt.voice) for i in picks]),
+            "speaker": torch.tensor([self.voices.index(self.speaker[i]) for i in picks]),
             "style": torch.tensor([EMOTION_NAMES.index(self.items[i].utt.style) for i in picks]),
         }
 
@@ -252,9 +266,9 @@ def train_t2s(
     run = _Run(run_dir, "t2s")
     torch.manual_seed(seed)
     model = build_modules(config)["t2s"]
-    n_voices_guess = 16
+    n_speakers = len(_T2SData(items, front_end, seed).voices)
     d = model.config.model_dim  # type: ignore[union-attr]
-    speaker_clf = nn.Sequential(nn.Linear(d, d), nn.ReLU(), nn.Linear(d, n_voices_guess))
+    speaker_clf = nn.Sequential(nn.Linear(d, d), nn.ReLU(), nn.Linear(d, n_speakers))
     params = list(model.parameters()) + list(speaker_clf.parameters())
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
     step = 0
@@ -302,6 +316,7 @@ def train_t2s(
         elif stage == 3:
             _set_trainable(model, (*EMOTION_PARTS, *SPEAKER_PARTS), False)
         b = data.batch(batch, emotional_only=stage == 2)
+        _set_lr(opt, lr, step, frac_done)
         out = model.forward_train(  # type: ignore[operator]
             b["cond"],
             b["text"],
@@ -394,16 +409,22 @@ def train_s2m(
         step = int(state["step"])
     teacher = _LatentTeacher(items, config, Path(run_dir), seed) if fusion else None
     gen = torch.Generator().manual_seed(seed + step)
+    prior = float(state.get("elapsed", 0.0)) if state is not None else 0.0
     start = time.monotonic()
     s2m.train()
+
+    def progress() -> float:
+        elapsed = prior + time.monotonic() - start
+        return max(step / budget.steps, elapsed / budget.seconds)
 
     def save() -> None:
         run.save(
             {"s2m": s2m.state_dict(), "embedding": emb.state_dict(), "opt": opt.state_dict(),
-             "step": step}
+             "step": step, "elapsed": prior + time.monotonic() - start}
         )  # fmt: skip
 
-    while step < budget.steps and time.monotonic() - start < budget.seconds:
+    while progress() < 1.0:
+        _set_lr(opt, lr, step, progress())
         pick_idx = [rng.randrange(len(items)) for _ in range(batch)]
         picks = [items[i] for i in pick_idx]
         latents = teacher.latents(pick_idx) if teacher is not None else [None] * batch
@@ -432,7 +453,7 @@ def train_s2m(
         if step % 10 == 0 or step == budget.steps:
             run.log(step=step, loss=float(loss.detach()), t=round(time.monotonic() - start, 1))
             if on_progress is not None:
-                on_progress(step / budget.steps, "s2m")
+                on_progress(progress(), "s2m")
         if step % 100 == 0:
             save()
     save()
@@ -471,9 +492,8 @@ class _LatentTeacher:
         d = self.data
         spk, emo = [], []
         for i in idx:
-            it = d.items[i]
-            spk.append(d.cond(d.rng.choice(d.by_voice[it.utt.voice])))
-            emo.append(d.cond(d.rng.choice(d.by_group[(it.utt.voice, it.utt.style)])))
+            spk.append(d.cond(d.rng.choice(d.by_voice[d.speaker[i]])))
+            emo.append(d.cond(d.rng.choice(d.by_group[d.group(i)])))
         spk_x, spk_len = _pad_frames(spk)
         emo_x, emo_len = _pad_frames(emo)
         m = self.model

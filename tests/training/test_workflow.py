@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from dubstudio.training.corpus import CorpusPlan, make_sentences, read_metadata
+from dubstudio.training.corpus import SHIFTS, CorpusPlan, make_sentences, read_metadata
 from dubstudio.training.evaluate import prosody, wer
 
 pytestmark = pytest.mark.skipif(shutil.which("flite") is None, reason="needs Debian flite")
@@ -25,7 +25,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]
     root = tmp_path_factory.mktemp("train")
     data, runs, out = root / "data", root / "runs", root / "bundle"
     plan = CorpusPlan(
-        train_sentences=4, test_sentences=1, train_voices=("kal16", "slt"),
+        train_sentences=4, test_sentences=1, train_voices=("kal16", "ked"),
         heldout_voices=("awb",), styles_per_sentence=1, seed=3,
     )  # fmt: skip
     for stage in ("corpus", "features", "tokenizer", "t2s", "s2m"):
@@ -45,17 +45,56 @@ def test_corpus_has_metadata_and_phone_timings(trained: tuple[Path, Path, Path])
     utts = read_metadata(data / "corpus")
     # 4 sentences x 2 voices x (calm + 1 style) + 1 test sentence x 3 voices x 8 styles.
     assert len(utts) == 4 * 2 * 2 + 1 * 3 * 8
-    assert {u.voice for u in utts if u.split == "train"} == {"kal16", "slt"}
+    assert {u.voice for u in utts if u.split == "train"} == {"kal16", "ked"}
+    # Training utterances carry a timbre shift drawn from the plan; evaluation ones never do.
+    assert {u.shift for u in utts if u.split == "train"} <= set(SHIFTS)
+    assert len({u.shift for u in utts if u.split == "train"}) > 1
+    assert {u.shift for u in utts if u.split == "test"} == {0}
     u = utts[0]
     assert u.phones[0][0] == "pau" and u.phones[-1][1] == pytest.approx(u.duration, abs=0.25)
     assert all(a[1] <= b[1] for a, b in zip(u.phones, u.phones[1:], strict=False))
 
 
-def test_style_recipes_change_duration(trained: tuple[Path, Path, Path]) -> None:
+@pytest.mark.parametrize("voice", ["ked", "awb"])  # Festival and Flite
+def test_style_recipes_change_duration_and_pitch(
+    trained: tuple[Path, Path, Path], voice: str
+) -> None:
+    import soundfile as sf
+
+    from dubstudio.engine.analysis import pitch_track
+
     data, _, _ = trained
-    test = [u for u in read_metadata(data / "corpus") if u.split == "test" and u.voice == "slt"]
-    by_style = {u.style: u.duration for u in test if u.text == test[0].text}
-    assert by_style["sad"] > by_style["calm"] > by_style["afraid"]  # rate 0.8 < 1 < 1.2
+    test = [u for u in read_metadata(data / "corpus") if u.split == "test" and u.voice == voice]
+    by_style = {u.style: u for u in test if u.text == test[0].text}
+    duration = {k: u.duration for k, u in by_style.items()}
+    assert duration["sad"] > duration["calm"] > duration["afraid"]  # rate 0.8 < 1 < 1.2
+
+    def median_f0(style: str) -> float:
+        audio, rate = sf.read(str(data / "corpus" / by_style[style].wav), dtype="float32")
+        f0 = pitch_track(audio, rate, 160)
+        return float(f0[f0 > 0].median())
+
+    assert median_f0("surprised") > median_f0("calm") > median_f0("sad")  # x1.28, x1, x0.88
+
+
+def test_codes_are_phone_classes_with_pitch_bins(trained: tuple[Path, Path, Path]) -> None:
+    from dubstudio.engine.small import N_PHONES, VOICED_PHONES
+    from dubstudio.engine.text.phonemes import PHONES
+    from dubstudio.training.features import TOKEN_RATE, labels_at, load_items
+
+    data, _, _ = trained
+    items = load_items(data / "features.pt")
+    assert TOKEN_RATE == 50
+    levels: set[int] = set()
+    for it in items:
+        t_tok = (np.arange(it.codes.numel()) + 0.5) / 50
+        phones = labels_at(t_tok, it.utt.phones)
+        assert torch.equal(it.codes % N_PHONES, phones)
+        level = it.codes // N_PHONES
+        unvoiced = torch.tensor([PHONES[p] not in VOICED_PHONES for p in phones.tolist()])
+        assert (level[unvoiced] == 1).all()
+        levels |= set(level.tolist())
+    assert levels == {0, 1, 2}
 
 
 def test_training_logs_and_stage1_checkpoint(trained: tuple[Path, Path, Path]) -> None:
@@ -85,7 +124,7 @@ def test_exported_bundle_renders_exact_budget(trained: tuple[Path, Path, Path]) 
     bundle = load_bundle(out)
     assert verify_bundle(bundle).ok
     synth = Synthesizer.from_bundle(bundle)
-    ref = next(u for u in read_metadata(data / "corpus") if u.voice == "awb")
+    ref = next(u for u in read_metadata(data / "corpus") if u.voice == "awb")  # held out
     voice = VoiceRef(str(data / "corpus" / ref.wav))
     emo = EmotionRequest(mode="vector", vector=(0, 0, 1.0, 0, 0, 0, 0, 0))
     result = synth.synthesize(
