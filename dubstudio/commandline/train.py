@@ -22,8 +22,14 @@ def register(subparsers: Any) -> None:
     train.add_argument("--runs", default="runs", help="checkpoints and loss logs")
     train.add_argument("--out", default="resources/models/dubstudio-small-en", help="bundle dir")
     train.add_argument("--size", default="default", choices=("default", "tiny"))
+    train.add_argument("--name", default="dubstudio-small-en", help="bundle name (export)")
     train.add_argument("--steps", type=int, default=100000, help="step cap per trainer")
     train.add_argument("--minutes", type=float, default=30.0, help="time cap per trainer")
+    train.add_argument("--sentences", type=int, default=600, help="training sentences (corpus)")
+    train.add_argument("--test-sentences", type=int, default=24, help="held-out sentences")
+    train.add_argument(
+        "--tokenizer-minutes", type=float, default=5.0, help="time cap of the tokenizer in 'all'"
+    )
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--threads", type=int, default=1, help="torch threads")
     train.set_defaults(func=_run_train)
@@ -47,14 +53,49 @@ def _progress(fraction: float, stage: str) -> None:
 def _run_train(args: argparse.Namespace) -> int:
     import torch
 
-    from dubstudio.training import workflow
-
     torch.set_num_threads(args.threads)
-    stages = STAGES[:-1] if args.stage == "all" else (args.stage,)
+    if args.stage == "all":
+        # The three trainers are independent (S2M re-reads the T2S checkpoint for its GPT
+        # latents as it improves), so they run side by side, one thread each.
+        stages: tuple[str, ...] = ("corpus", "features")
+        stages_after: tuple[str, ...] = ("t2e", "export")
+    else:
+        stages, stages_after = (args.stage,), ()
+    _run_stages(args, stages)
+    if args.stage == "all":
+        _run_parallel(args, {"tokenizer": args.tokenizer_minutes, "t2s": args.minutes,
+                             "s2m": args.minutes})  # fmt: skip
+    _run_stages(args, stages_after)
+    return 0
+
+
+def _run_parallel(args: argparse.Namespace, minutes: dict[str, float]) -> None:
+    import subprocess
+
+    t0 = time.monotonic()
+    procs = {}
+    for stage, mins in minutes.items():
+        cmd = [sys.executable, "-m", "dubstudio.cli", "train", stage, "--data", args.data,
+               "--runs", args.runs, "--size", args.size, "--steps", str(args.steps),
+               "--minutes", str(mins), "--seed", str(args.seed), "--threads", "1"]  # fmt: skip
+        procs[stage] = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
+    failed = [stage for stage, proc in procs.items() if proc.wait() != 0]
+    if failed:
+        raise SystemExit(f"training stage(s) {', '.join(failed)} failed; see {args.runs}/*.log")
+    print(f"{', '.join(minutes)}: done in {time.monotonic() - t0:.0f} s", flush=True)
+
+
+def _run_stages(args: argparse.Namespace, stages: tuple[str, ...]) -> None:
+    from dubstudio.training import workflow
+    from dubstudio.training.corpus import CorpusPlan
+
+    plan = CorpusPlan(train_sentences=args.sentences, test_sentences=args.test_sentences)
     for stage in stages:
         t0 = time.monotonic()
         if stage == "export":
-            path = workflow.export_bundle(args.data, args.runs, args.out, size=args.size)
+            path = workflow.export_bundle(
+                args.data, args.runs, args.out, size=args.size, name=args.name
+            )
             print(f"bundle written to {path}")
         else:
             result = workflow.run_stage(
@@ -65,12 +106,12 @@ def _run_train(args: argparse.Namespace) -> int:
                 steps=args.steps,
                 minutes=args.minutes,
                 seed=args.seed,
+                plan=plan,
                 on_progress=_progress,
             )
             if isinstance(result, dict):
                 print(result)
         print(f"\n{stage}: done in {time.monotonic() - t0:.0f} s", flush=True)
-    return 0
 
 
 def _run_eval(args: argparse.Namespace) -> int:

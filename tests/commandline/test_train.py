@@ -1,0 +1,32 @@
+"""`dubstudio train all` end to end on a tiny corpus: every stage, the trainers side by side."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+@pytest.mark.slow
+def test_train_all_writes_a_verified_bundle(tmp_path: Path) -> None:
+    from dubstudio.engine.bundles import load_bundle, verify_bundle
+    from dubstudio.training.corpus import read_metadata
+
+    data, runs, out = tmp_path / "data", tmp_path / "runs", tmp_path / "bundle"
+    cmd = [sys.executable, "-m", "dubstudio.cli", "train", "all", "--size", "tiny",
+           "--sentences", "2", "--test-sentences", "1", "--steps", "3", "--minutes", "2",
+           "--tokenizer-minutes", "1", "--data", str(data), "--runs", str(runs),
+           "--out", str(out), "--name", "tiny-all"]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    # 2 sentences x 4 voices x (calm + 1 style) + 1 sentence x 5 voices x 8 styles.
+    assert len(read_metadata(data / "corpus")) == 2 * 4 * 2 + 5 * 8
+    for name in ("tokenizer", "t2s", "s2m"):
+        steps = [json.loads(x)["step"] for x in (runs / f"{name}.log").read_text().splitlines()]
+        assert steps[-1] == 3
+    bundle = load_bundle(out)
+    assert bundle.name == "tiny-all" and verify_bundle(bundle).ok
+    assert "tokenizer, t2s, s2m: done" in proc.stdout
