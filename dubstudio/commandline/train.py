@@ -41,6 +41,9 @@ def register(subparsers: Any) -> None:
     ev.add_argument("--data", default="data", help="corpus with the held-out split")
     ev.add_argument("--runs", default="runs", help="checkpoints (for the GRL probe)")
     ev.add_argument("--lines", type=int, default=12, help="held-out sentences used")
+    ev.add_argument(
+        "--emotion-lines", type=int, default=3, help="held-out sentences per emotion measure"
+    )
     ev.add_argument("--card", action="store_true", help="write the table into MODEL_CARD.md")
     ev.add_argument("--threads", type=int, default=1)
     ev.set_defaults(func=_run_eval)
@@ -120,7 +123,9 @@ def _run_eval(args: argparse.Namespace) -> int:
     from dubstudio.training.evaluate import evaluate, format_table, write_card
 
     torch.set_num_threads(args.threads)
-    results = evaluate(args.model, args.data, args.runs, lines=args.lines)
+    results = evaluate(
+        args.model, args.data, args.runs, lines=args.lines, emotion_lines=args.emotion_lines
+    )
     table = format_table(results)
     print(table)
     if args.card:

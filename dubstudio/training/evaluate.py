@@ -462,7 +462,34 @@ def format_table(res: EvalResults) -> str:
             f"| {name} (×{r.pitch:g}, ×{r.pitch_range:g}, {r.gain_db:+g} dB, ×{r.rate:g}) | "
             f"{f0:+.1f} | {rng_:+.1f} | {en:+.1f} | ×{rate:.2f} |"
         )
+    agree, total = direction_agreement(res.emotion_rows)
+    if total:
+        lines += ["", f"Measures moving in their recipe's direction: {agree}/{total}."]
     return "\n".join(lines)
+
+
+def direction_agreement(
+    emotion_rows: list[tuple[str, float, float, float, float]],
+) -> tuple[int, int]:
+    """(agreeing, total) signs of every emotion's four prosody changes against its recipe.
+
+    Calm and recipe entries with no change (factor 1, 0 dB) are not counted; a measured change
+    of exactly zero (or NaN) counts as disagreeing.
+    """
+    agree = total = 0
+    for name, f0, rng_, en, rate in emotion_rows:
+        r = STYLES[name]
+        for wanted, got in (
+            (r.pitch - 1.0, f0),
+            (r.pitch_range - 1.0, rng_),
+            (r.gain_db, en),
+            (r.rate - 1.0, rate - 1.0),
+        ):
+            if wanted == 0:
+                continue
+            total += 1
+            agree += int(np.sign(wanted) == np.sign(got) and got != 0)
+    return agree, total
 
 
 def write_card(model: str | Path, table: str) -> Path:

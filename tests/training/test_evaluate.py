@@ -12,6 +12,7 @@ from dubstudio.training.evaluate import (
     EvalResults,
     _collapse,
     _edit,
+    direction_agreement,
     f0_track,
     format_table,
     prosody,
@@ -66,6 +67,19 @@ def test_format_table_lists_every_measure_and_emotion() -> None:
     for name in EMOTION_NAMES:
         assert f"| {name} (" in table
     assert "| +3.0 | -2.0 | +0.5 | ×1.10 |" in table  # the third emotion's row
+
+
+def test_direction_agreement_counts_signs_against_each_recipe() -> None:
+    # sad: pitch x0.88, range x0.5, -6 dB, rate x0.8 -> every change should be negative.
+    assert direction_agreement([("sad", -5.0, -3.0, -2.0, 0.9)]) == (4, 4)
+    assert direction_agreement([("sad", 5.0, -3.0, 0.0, 1.1)]) == (1, 4)
+    # calm has no direction; nothing is counted for it.
+    assert direction_agreement([("calm", 1.0, 1.0, 1.0, 1.0)]) == (0, 0)
+    table = format_table(
+        EvalResults(emotion_rows=[("sad", -5.0, -3.0, -2.0, 0.9), ("happy", 1.0, 1.0, 1.0, 1.0)])
+    )
+    # happy: pitch, range and energy up agree; an unchanged rate does not.
+    assert "Measures moving in their recipe's direction: 7/8." in table
 
 
 def test_write_card_replaces_only_the_eval_section(tmp_path: Path) -> None:
