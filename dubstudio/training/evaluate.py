@@ -21,6 +21,7 @@ import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -308,7 +309,9 @@ def evaluate(
     return res
 
 
+@lru_cache(maxsize=2)
 def _test_items(data: Path) -> list[Any]:
+    """Held-out items of ``data/features.pt`` (read once: the file holds the whole corpus)."""
     from dubstudio.training.features import load_items
 
     return [it for it in load_items(data / "features.pt") if it.utt.split == "test"]

@@ -253,6 +253,7 @@ def train_t2s(
     seed: int = 0,
     batch: int = 16,
     lr: float = 5e-4,
+    style_weight: float = 0.2,
     on_progress: Progress | None = None,
 ) -> nn.Module:
     """The three-stage T2S recipe on `UnifiedVoice`.
@@ -262,6 +263,10 @@ def train_t2s(
     only the emotion conditioner trains, plus a speaker classifier behind a gradient reversal
     layer whose λ ramps from 0.1 to 1. Stage 3: all data, both conditioners frozen. A copy of the
     model at the end of stage 1 is kept (``t2s_stage1.ckpt``) for the GRL probe.
+
+    In stages 1 and 2 a linear classifier on the emotion vector predicts the utterance's style
+    (cross-entropy, weighted by ``style_weight``): the corpus labels every style, and without
+    this supervision the emotion conditioner learned too little of it to steer prosody.
     """
     run = _Run(run_dir, "t2s")
     torch.manual_seed(seed)
@@ -271,12 +276,18 @@ def train_t2s(
     speaker_clf = nn.Sequential(nn.Linear(d, d), nn.ReLU(), nn.Linear(d, n_speakers))
     params = list(model.parameters()) + list(speaker_clf.parameters())
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
+    # Style supervision of the emotion vector (the corpus labels every utterance's style).
+    style_clf = nn.Linear(d, len(EMOTION_NAMES))
+    style_opt = torch.optim.AdamW(style_clf.parameters(), lr=lr, weight_decay=0.01)
     step = 0
     state = run.load()
     if state is not None:
         model.load_state_dict(state["model"])
         speaker_clf.load_state_dict(state["speaker_clf"])
         opt.load_state_dict(state["opt"])
+        if "style_clf" in state:  # checkpoints from before the style supervision lack it
+            style_clf.load_state_dict(state["style_clf"])
+            style_opt.load_state_dict(state["style_opt"])
         step = int(state["step"])
     data = _T2SData(items, front_end, seed + step)
     grl_rng = random.Random(seed + step)
@@ -297,6 +308,8 @@ def train_t2s(
                 "model": model.state_dict(),
                 "speaker_clf": speaker_clf.state_dict(),
                 "opt": opt.state_dict(),
+                "style_clf": style_clf.state_dict(),
+                "style_opt": style_opt.state_dict(),
                 "step": step,
                 "elapsed": prior + time.monotonic() - start,
             }
@@ -317,6 +330,7 @@ def train_t2s(
             _set_trainable(model, (*EMOTION_PARTS, *SPEAKER_PARTS), False)
         b = data.batch(batch, emotional_only=stage == 2)
         _set_lr(opt, lr, step, frac_done)
+        _set_lr(style_opt, lr, step, frac_done)
         out = model.forward_train(  # type: ignore[operator]
             b["cond"],
             b["text"],
@@ -329,17 +343,22 @@ def train_t2s(
             rng=grl_rng,
         )
         loss = out.loss_mel + 0.01 * out.loss_text
-        adv = torch.zeros(())
+        adv = style_loss = torch.zeros(())
+        if stage < 3:
+            emovec = model._emotion_vector(b["emo"], b["emo_len"])  # type: ignore[operator]
+            style_loss = F.cross_entropy(style_clf(emovec), b["style"])
+            loss = loss + style_weight * style_loss
         if stage == 2:
             frac = min(1.0, (progress() - stage_split[0]) / (stage_split[1] - stage_split[0]))
             lam = 0.1 + 0.9 * max(0.0, frac)
-            emovec = model._emotion_vector(b["emo"], b["emo_len"])  # type: ignore[operator]
             adv = F.cross_entropy(speaker_clf(grad_reverse(emovec, lam)), b["speaker"])
             loss = loss + adv
         opt.zero_grad()
+        style_opt.zero_grad()
         loss.backward()
         nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
+        style_opt.step()
         step += 1
         if step % 10 == 0 or step == budget.steps:
             run.log(
@@ -348,6 +367,7 @@ def train_t2s(
                 loss_mel=float(out.loss_mel.detach()),
                 loss_text=float(out.loss_text.detach()),
                 adv=float(adv.detach()),
+                style=float(style_loss.detach()),
                 t=round(time.monotonic() - start, 1),
             )
             if on_progress is not None:
