@@ -1,11 +1,11 @@
 """Corpus generator: project-written sentences x local voices x eight emotion style recipes.
 
 Utterances are synthesized by Flite (CMU, BSD-style licence; voices kal16, awb, rms, slt from
-CMU ARCTIC / CMU diphone data, free to use and redistribute) and by Festival with the CSTR/CMU
-diphone voice ked (Debian ``festvox-kdlpc16k``, free to use, modify and redistribute), and stored
-as 16 kHz WAVs with their metadata (voice, style, text, duration, timbre shift) and the engine's
-own phone timings (Flite ``-psdur``, Festival's Segment relation), which give exact frame-level
-phone labels for the semantic tokens.
+CMU ARCTIC / CMU diphone data, free to use and redistribute) and by Festival with the diphone
+voice ked (Debian ``festvox-kdlpc16k``, CSTR licence: use, modify and distribute without
+restriction), and stored as 16 kHz WAVs with their metadata (voice, style, text, duration,
+timbre shift) and the engine's own phone timings (Flite ``-psdur``, Festival's Segment
+relation), which give exact frame-level phone labels for the semantic tokens.
 
 Training utterances are augmented with a timbre shift: ``sox pitch`` moves pitch and formants
 together by a few semitones while keeping the timing, so each real voice yields several
