@@ -83,7 +83,7 @@ def test_stale_result_is_dropped(make_window, voiced_project, qtbot):
 
 def test_stop_cancels_running_render_and_worker_goes_on(make_window, qtbot, voice_wav):
     voice = VoiceProfile(id="v", name="V", clips=(ReferenceClip(str(voice_wav)),))
-    long_line = Line("A long line " * 12, 0, 25 * 20, character="A")
+    long_line = Line("A long line " * 12, 0, 25 * 14, character="A")
     short_line = Line("Short.", 800, 825, character="A")
     project = Project(
         fps=25, sample_rate=16000, lines=[long_line, short_line], voices=[voice],

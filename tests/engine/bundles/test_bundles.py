@@ -36,7 +36,7 @@ def test_tiny_bundle_identity_follows_weights(tmp_path: Path, tiny_bundle: Model
     assert a.identity == b.identity == tiny_bundle.identity
     assert a.identity != c.identity
     assert a.kind == "dubstudio-small"
-    assert a.token_rate == Fraction(25)  # the small model's token rate
+    assert a.token_rate == Fraction(50)  # the small model's token rate
     assert a.mel_rate == Fraction(22050, 256)
     assert a.mel.fmax == 8000.0
     assert a.vocoder == "hifigan-universal"
