@@ -100,7 +100,8 @@ def extract(
         n_tok = n_tokens_for_frames(frames)
         t_tok = (np.arange(n_tok) + 0.5) / float(TOKEN_RATE)
         wav16 = resample(wav, rate, 16000)
-        group = groups.setdefault((speaker_of(utt), utt.style, utt.split), [])
+        key = (speaker_of(utt), utt.style, utt.split)
+        group = groups.setdefault(key, [])
         if len(group) < STYLE_SAMPLES:
             group.append(ge2e.embed(wav16))
         phones = labels_at(t_tok, utt.phones)
@@ -108,7 +109,7 @@ def extract(
         f0 = torch.nn.functional.pad(f0, (0, max(0, n_tok - f0.numel())))[:n_tok]
         log_f0 = phone_log_f0(phones, f0)
         if utt.style == "calm":
-            calm_f0.setdefault(speaker_of(utt), []).append(log_f0)
+            calm_f0.setdefault(key[0], []).append(log_f0)
         records.append(
             {
                 "meta": utt.__dict__,
@@ -116,7 +117,7 @@ def extract(
                 "frame_labels": labels_at(t_frames, utt.phones).to(torch.uint8),
                 "phones": phones,
                 "log_f0": log_f0,
-                "group": (speaker_of(utt), utt.style, utt.split),
+                "group": key,
             }
         )
         if on_progress is not None and i % 100 == 0:
@@ -124,9 +125,10 @@ def extract(
     means = {k: torch.stack(v).mean(0) for k, v in groups.items()}
     stats = {spk: log_f0_stats(v) for spk, v in calm_f0.items()}
     for r in records:
-        m = means[r.pop("group")]
+        group = r.pop("group")
+        m = means[group]
         r["style"] = m / m.norm()
-        spk = speaker_of(Utterance(**r["meta"]))
+        spk = group[0]
         mean, std = stats.get(spk, log_f0_stats([r["log_f0"]]))
         r["codes"] = pitch_codes(r.pop("phones"), r.pop("log_f0"), mean, std, BINS).to(torch.uint8)
     out = Path(out_path)

@@ -221,15 +221,19 @@ class _T2SData:
     def cond(self, idx: int, crop: int = 200) -> torch.Tensor:
         return normalize_frames(_crop(self.items[idx].mel, crop, self.rng)[None])[0]
 
+    def prompts(
+        self, idx: Sequence[int]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Padded speaker and emotion prompt features of items ``idx``:
+        (spk (B, F, M), spk_len (B,), emo (B, F, M), emo_len (B,))."""
+        spk = [self.cond(self.rng.choice(self.by_voice[self.speaker[i]])) for i in idx]
+        emo = [self.cond(self.rng.choice(self.by_group[self.group(i)])) for i in idx]
+        return (*_pad_frames(spk), *_pad_frames(emo))
+
     def batch(self, size: int, emotional_only: bool = False) -> dict[str, Any]:
         pool = self.emotional if emotional_only else range(len(self.items))
         picks = [self.rng.choice(pool) for _ in range(size)]
-        spk, emo = [], []
-        for i in picks:
-            spk.append(self.cond(self.rng.choice(self.by_voice[self.speaker[i]])))
-            emo.append(self.cond(self.rng.choice(self.by_group[self.group(i)])))
-        spk_x, spk_len = _pad_frames(spk)
-        emo_x, emo_len = _pad_frames(emo)
+        spk_x, spk_len, emo_x, emo_len = self.prompts(picks)
         return {
             "cond": spk_x,
             "cond_len": spk_len,
@@ -510,12 +514,7 @@ class _LatentTeacher:
         """(T_tok_i, D) latents of items ``idx``."""
         self.refresh()
         d = self.data
-        spk, emo = [], []
-        for i in idx:
-            spk.append(d.cond(d.rng.choice(d.by_voice[d.speaker[i]])))
-            emo.append(d.cond(d.rng.choice(d.by_group[d.group(i)])))
-        spk_x, spk_len = _pad_frames(spk)
-        emo_x, emo_len = _pad_frames(emo)
+        spk_x, spk_len, emo_x, emo_len = d.prompts(idx)
         m = self.model
         lat = m._speaker_latents(spk_x, spk_len)  # type: ignore[operator]
         emovec = m._emotion_vector(emo_x, emo_len)  # type: ignore[operator]
