@@ -2,8 +2,11 @@
 # Install DubStudio into .venv on a Debian machine: `packaging/install.sh [EXTRA]`.
 #
 # EXTRA is a pyproject extra: render (headless), gui (the editor, default), train, or dev
-# (everything plus the test tools); `base` installs only the core (subtitles, projects, `info`). Debian packages from packaging/debian-packages.txt that are
-# missing are installed with apt-get (through sudo when not run as root).
+# (everything plus the test tools); `base` installs only the core (subtitles, projects, `info`).
+# Debian packages from packaging/debian-packages.txt that are missing are installed with apt-get
+# (through sudo when not run as root); `train` and `dev` also install the training corpus's
+# RHVoice and Pico voices from packaging/debian-packages-nonfree.txt, enabling Debian's contrib
+# and non-free components for them.
 set -euo pipefail
 
 extra="${1:-gui}"
@@ -15,7 +18,11 @@ esac
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
-mapfile -t wanted < <(grep -v '^\s*#' packaging/debian-packages.txt | tr -d ' \t' | grep -v '^$')
+lists=(packaging/debian-packages.txt)
+if [ "$extra" = train ] || [ "$extra" = dev ]; then
+  lists+=(packaging/debian-packages-nonfree.txt)
+fi
+mapfile -t wanted < <(cat "${lists[@]}" | grep -v '^\s*#' | tr -d ' \t' | grep -v '^$')
 missing=()
 for pkg in "${wanted[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
@@ -26,6 +33,13 @@ if ((${#missing[@]})); then
   sudo=""
   if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
   echo "Installing Debian packages: ${missing[*]}"
+  if [ "${#lists[@]}" -gt 1 ] && [ -d /etc/apt/sources.list.d ] \
+    && ! grep -rqsE '^(Components:.*non-free|deb .* non-free)' /etc/apt/sources.list /etc/apt/sources.list.d; then
+    codename="$(. /etc/os-release && echo "${VERSION_CODENAME:-bookworm}")"
+    echo "Enabling Debian contrib and non-free ($codename) for the training voices"
+    printf 'Types: deb\nURIs: http://deb.debian.org/debian\nSuites: %s\nComponents: contrib non-free\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
+      "$codename" | $sudo tee /etc/apt/sources.list.d/dubstudio-nonfree.sources >/dev/null
+  fi
   $sudo apt-get update
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y --no-install-recommends "${missing[@]}"
 fi

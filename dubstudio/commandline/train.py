@@ -7,7 +7,10 @@ import sys
 import time
 from typing import Any
 
-STAGES = ("corpus", "features", "tokenizer", "t2s", "s2m", "t2e", "export", "all")
+STAGES = (
+    "corpus", "timed-features", "tokenizer", "align", "features", "t2s", "s2m", "t2e", "export",
+    "all",
+)  # fmt: skip
 
 
 def register(subparsers: Any) -> None:
@@ -58,17 +61,16 @@ def _run_train(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(args.threads)
     if args.stage == "all":
-        # The three trainers are independent (S2M re-reads the T2S checkpoint for its GPT
-        # latents as it improves), so they run side by side, one thread each.
-        stages: tuple[str, ...] = ("corpus", "features")
-        stages_after: tuple[str, ...] = ("t2e", "export")
+        # The tokenizer comes first: it aligns the voices whose engines give no phone timings.
+        # T2S and S2M are then independent (S2M re-reads the T2S checkpoint for its GPT latents
+        # as it improves), so they run side by side, one thread each.
+        _run_stages(args, ("corpus", "timed-features"))
+        _run_stages(args, ("tokenizer",), minutes=args.tokenizer_minutes)
+        _run_stages(args, ("align", "features"))
+        _run_parallel(args, {"t2s": args.minutes, "s2m": args.minutes})
+        _run_stages(args, ("t2e", "export"))
     else:
-        stages, stages_after = (args.stage,), ()
-    _run_stages(args, stages)
-    if args.stage == "all":
-        _run_parallel(args, {"tokenizer": args.tokenizer_minutes, "t2s": args.minutes,
-                             "s2m": args.minutes})  # fmt: skip
-    _run_stages(args, stages_after)
+        _run_stages(args, (args.stage,))
     return 0
 
 
@@ -88,7 +90,9 @@ def _run_parallel(args: argparse.Namespace, minutes: dict[str, float]) -> None:
     print(f"{', '.join(minutes)}: done in {time.monotonic() - t0:.0f} s", flush=True)
 
 
-def _run_stages(args: argparse.Namespace, stages: tuple[str, ...]) -> None:
+def _run_stages(
+    args: argparse.Namespace, stages: tuple[str, ...], minutes: float | None = None
+) -> None:
     from dubstudio.training import workflow
     from dubstudio.training.corpus import CorpusPlan
 
@@ -107,7 +111,7 @@ def _run_stages(args: argparse.Namespace, stages: tuple[str, ...]) -> None:
                 args.runs,
                 size=args.size,
                 steps=args.steps,
-                minutes=args.minutes,
+                minutes=args.minutes if minutes is None else minutes,
                 seed=args.seed,
                 plan=plan,
                 on_progress=_progress,

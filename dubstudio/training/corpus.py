@@ -1,11 +1,18 @@
 """Corpus generator: project-written sentences x local voices x eight emotion style recipes.
 
-Utterances are synthesized by Flite (CMU, BSD-style licence; voices kal16, awb, rms, slt from
-CMU ARCTIC / CMU diphone data, free to use and redistribute) and by Festival with the diphone
-voice ked (Debian ``festvox-kdlpc16k``, CSTR licence: use, modify and distribute without
-restriction), and stored as 16 kHz WAVs with their metadata (voice, style, text, duration,
-timbre shift) and the engine's own phone timings (Flite ``-psdur``, Festival's Segment
-relation), which give exact frame-level phone labels for the semantic tokens.
+Engines and voices (each voice's licence is recorded in MODEL_CARD.md):
+
+* Flite (CMU, BSD-style licence): kal16, awb, rms, slt, with the engine's phone timings
+  (``-psdur``);
+* Festival with the diphone voice ked (Debian ``festvox-kdlpc16k``, CSTR licence: use, modify
+  and distribute without restriction), phone timings from its Segment relation;
+* RHVoice (Debian ``rhvoice-english``, voice data LGPL-2.1+): bdl, clb, alan;
+* SVOX Pico (Debian ``libttspico-utils``, Apache-2.0): pico-us (en-US), pico-gb (en-GB).
+
+RHVoice and Pico report no phone timings: their utterances are stored with ``phones = []``
+and aligned afterwards (`dubstudio.training.align`) by the frame tokenizer trained on the timed
+voices. Everything is stored as 16 kHz WAVs with its metadata (voice, style, text, duration,
+timbre shift, phone timings).
 
 Training utterances are augmented with a timbre shift: ``sox pitch`` moves pitch and formants
 together by a few semitones while keeping the timing, so each real voice yields several
@@ -13,9 +20,11 @@ together by a few semitones while keeping the timing, so each real voice yields 
 unshifted voices, and the held-out voices are never shifted copies of a training voice.
 
 The eight styles are prosody recipes (a stand-in for an emotional data set, used honestly as
-such): rate (Flite ``duration_stretch`` = 1 / rate), pitch level (``int_f0_target_mean``
-relative to the voice's calm mean), pitch range (``int_f0_target_stddev`` relative to calm)
-and loudness (gain in dB applied to the samples).
+such): rate (Flite ``duration_stretch`` = 1 / rate, RHVoice ``-r``, Pico ``<speed>``), pitch
+level (Flite ``int_f0_target_mean`` relative to the voice's calm mean, RHVoice ``-t``, Pico
+``<pitch>``), pitch range (``int_f0_target_stddev`` relative to calm; RHVoice and Pico have no
+range control, so their styles keep the voice's own range) and loudness (gain in dB applied to
+the samples).
 """
 
 from __future__ import annotations
@@ -86,7 +95,13 @@ VOICES: dict[str, tuple[float, float]] = {
 }
 #: Voices synthesized by Festival (the rest by Flite), with the Scheme call selecting them.
 FESTIVAL_VOICES = {"ked": "voice_ked_diphone"}
-TRAIN_VOICES = ("kal16", "awb", "slt", "ked")
+#: RHVoice voices (``RHVoice-test -p NAME``).
+RHVOICE_VOICES = ("bdl", "clb", "alan")
+#: SVOX Pico voices and their language codes (``pico2wave -l``).
+PICO_VOICES = {"pico-us": "en-US", "pico-gb": "en-GB"}
+#: Voices whose engine reports no phone timings (aligned after synthesis).
+UNTIMED_VOICES = frozenset((*RHVOICE_VOICES, *PICO_VOICES))
+TRAIN_VOICES = ("kal16", "awb", "slt", "ked", "bdl", "clb", "alan", "pico-us", "pico-gb")
 HELDOUT_VOICES = ("rms",)
 #: Timbre shifts (cents) drawn for training utterances.
 SHIFTS = (-300, -150, 0, 150, 300)
@@ -259,6 +274,40 @@ def flite_available() -> bool:
     return shutil.which("flite") is not None
 
 
+#: The program each engine needs, and the Debian package that provides it.
+_PROGRAMS = {
+    "flite": ("flite", "flite"),
+    "festival": ("festival", "festival"),
+    "rhvoice": ("RHVoice-test", "rhvoice-english"),
+    "pico": ("pico2wave", "libttspico-utils"),
+}
+
+
+def engine_of(voice: str) -> str:
+    """The engine that synthesizes ``voice``: flite, festival, rhvoice or pico."""
+    if voice in FESTIVAL_VOICES:
+        return "festival"
+    if voice in RHVOICE_VOICES:
+        return "rhvoice"
+    if voice in PICO_VOICES:
+        return "pico"
+    return "flite"
+
+
+def voice_available(voice: str) -> bool:
+    """True if the engine of ``voice`` is installed."""
+    return shutil.which(_PROGRAMS[engine_of(voice)][0]) is not None
+
+
+def _require(engine: str) -> None:
+    program, package = _PROGRAMS[engine]
+    if shutil.which(program) is None:
+        raise ValidationError(
+            f"{program} is not installed (apt-get install {package}; RHVoice and Pico are in "
+            "Debian's non-free component)."
+        )
+
+
 def synthesize(
     text: str, voice: str, style: StyleRecipe, out_wav: Path, shift: int = 0
 ) -> tuple[np.ndarray, list[tuple[str, float]]]:
@@ -272,10 +321,9 @@ def synthesize(
     """
     import soundfile as sf
 
-    if voice in FESTIVAL_VOICES:
-        phones = _festival(text, voice, style, out_wav)
-    else:
-        phones = _flite(text, voice, style, out_wav)
+    engine = engine_of(voice)
+    _require(engine)
+    phones = _ENGINES[engine](text, voice, style, out_wav)
     if shift:
         if shutil.which("sox") is None:
             raise ValidationError("Timbre shifts need sox (apt-get install sox).")
@@ -296,8 +344,6 @@ def synthesize(
 
 def _festival(text: str, voice: str, style: StyleRecipe, out_wav: Path) -> list[tuple[str, float]]:
     """Festival diphone synthesis; rate through Duration_Stretch, pitch through int_lr_params."""
-    if shutil.which("festival") is None:
-        raise ValidationError("Festival is not installed (apt-get install festival).")
     mean, std = VOICES[voice]
     quoted = text.replace("\\", " ").replace('"', " ")
     segs = out_wav.with_suffix(".segs")
@@ -325,8 +371,6 @@ def _festival(text: str, voice: str, style: StyleRecipe, out_wav: Path) -> list[
 
 
 def _flite(text: str, voice: str, style: StyleRecipe, out_wav: Path) -> list[tuple[str, float]]:
-    if not flite_available():
-        raise ValidationError("Flite is not installed (apt-get install flite).")
     mean, std = VOICES[voice]
     cmd = [
         "flite",
@@ -352,6 +396,53 @@ def _flite(text: str, voice: str, style: StyleRecipe, out_wav: Path) -> list[tup
         name, _, end = item.rpartition(":")
         phones.append((name, float(end)))
     return phones
+
+
+def _rhvoice(text: str, voice: str, style: StyleRecipe, out_wav: Path) -> list[tuple[str, float]]:
+    """RHVoice synthesis (24 kHz, converted to 16 kHz); rate and pitch are percentages."""
+    raw = out_wav.with_suffix(".raw.wav")
+    cmd = ["RHVoice-test", "-p", voice, "-r", f"{100 * style.rate:.0f}",
+           "-t", f"{100 * style.pitch:.0f}", "-o", str(raw)]  # fmt: skip
+    proc = subprocess.run(cmd, input=text, capture_output=True, text=True, check=False)
+    if proc.returncode != 0 or not raw.is_file():
+        raise ValidationError(f"RHVoice failed on {text!r}: {proc.stderr.strip()}")
+    _to_16k(raw, out_wav)
+    return []
+
+
+def _pico(text: str, voice: str, style: StyleRecipe, out_wav: Path) -> list[tuple[str, float]]:
+    """SVOX Pico synthesis (16 kHz); rate and pitch through its <speed> and <pitch> tags."""
+    quoted = text.replace("<", " ").replace(">", " ")
+    markup = (
+        f"<speed level='{100 * style.rate:.0f}'><pitch level='{100 * style.pitch:.0f}'>"
+        f"{quoted}</pitch></speed>"
+    )
+    raw = out_wav.with_suffix(".raw.wav")  # pico2wave insists on a .wav name
+    cmd = ["pico2wave", "-l", PICO_VOICES[voice], "-w", str(raw), markup]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0 or not raw.is_file():
+        raise ValidationError(f"pico2wave failed on {text!r}: {proc.stderr.strip()}")
+    _to_16k(raw, out_wav)
+    return []
+
+
+def _to_16k(src: Path, dst: Path) -> None:
+    """Mono 16 kHz 16-bit copy of ``src`` at ``dst`` (sox), then ``src`` is removed."""
+    proc = subprocess.run(
+        ["sox", str(src), "-r", str(SAMPLE_RATE), "-c", "1", "-b", "16", str(dst)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    src.unlink(missing_ok=True)
+    if proc.returncode != 0:
+        raise ValidationError(f"sox could not convert {src.name}: {proc.stderr.strip()}")
+
+
+_ENGINES: dict[str, Callable[[str, str, StyleRecipe, Path], list[tuple[str, float]]]] = {
+    "flite": _flite,
+    "festival": _festival,
+    "rhvoice": _rhvoice,
+    "pico": _pico,
+}
 
 
 @dataclass(frozen=True)

@@ -76,15 +76,21 @@ def extract(
     corpus_dir: str | Path,
     out_path: str | Path,
     *,
+    timed_only: bool = False,
     on_progress: Callable[[float, str], None] | None = None,
 ) -> Path:
-    """Compute `Item`s for every utterance and save them (torch file of plain tensors/dicts)."""
+    """Compute `Item`s for every utterance and save them (torch file of plain tensors/dicts).
+
+    Args:
+        timed_only: Skip utterances without phone timings (not aligned yet): the features the
+            frame tokenizer trains on before it aligns them (`dubstudio.training.align`).
+    """
     import soundfile as sf
 
     cfg = mel_config()
     hop16 = round(16000 / TOKEN_RATE)
     ge2e = GE2EEncoder.pretrained()
-    utts = read_metadata(corpus_dir)
+    utts = [u for u in read_metadata(corpus_dir) if u.phones or not timed_only]
     records = []
     # GE2E is the slow part: embed up to STYLE_SAMPLES utterances per (voice, style, split)
     # group and give every utterance its group's mean (what a reference clip of that voice and

@@ -1,4 +1,5 @@
-"""The small model's training workflow: corpus -> features -> tokenizer / T2S / S2M / T2E -> bundle.
+"""The small model's training workflow: corpus -> timed features -> tokenizer -> alignment of the
+untimed voices -> features -> T2S / S2M / T2E -> bundle.
 
 Directory layout: ``<data>/corpus/`` (WAVs + metadata.jsonl), ``<data>/features.pt``,
 ``<runs>/*.ckpt`` and ``*.log``; the bundle is written to the ``--out`` directory.
@@ -17,7 +18,8 @@ from dubstudio.core.model import EMOTION_NAMES
 from dubstudio.engine.small import build_modules, small_config, write_small_bundle
 from dubstudio.engine.text.phonemes import PhonemeFrontEnd, default_lexicon_path
 from dubstudio.training import recipes
-from dubstudio.training.corpus import CorpusPlan, build_corpus
+from dubstudio.training.align import align_corpus
+from dubstudio.training.corpus import UNTIMED_VOICES, CorpusPlan, build_corpus
 from dubstudio.training.features import Item, extract, load_items
 
 log = logging.getLogger(__name__)
@@ -55,18 +57,31 @@ def run_stage(
     plan: CorpusPlan | None = None,
     on_progress: Progress | None = None,
 ) -> Any:
-    """Run one stage (``corpus``, ``features``, ``tokenizer``, ``t2s``, ``s2m``, ``t2e``)."""
+    """Run one stage (``corpus``, ``timed-features``, ``tokenizer``, ``align``, ``features``,
+    ``t2s``, ``s2m``, ``t2e``)."""
     data, runs = Path(data), Path(runs)
     config = small_config(size)
     budget = recipes.Budget(steps, minutes * 60.0)
     if stage == "corpus":
         return build_corpus(data / "corpus", plan, on_progress=on_progress)
-    if stage == "features":
-        return extract(data / "corpus", data / "features.pt", on_progress=on_progress)
-    if stage == "tokenizer":
-        return recipes.train_tokenizer(
-            train_items(data), config, runs, budget, seed=seed, on_progress=on_progress
+    if stage in ("features", "timed-features"):
+        return extract(
+            data / "corpus",
+            data / "features.pt",
+            timed_only=stage == "timed-features",
+            on_progress=on_progress,
         )
+    if stage == "tokenizer":
+        # Only engine-timed utterances teach the tokenizer (aligned ones learnt from it).
+        timed = [it for it in train_items(data) if it.utt.voice not in UNTIMED_VOICES]
+        return recipes.train_tokenizer(
+            timed, config, runs, budget, seed=seed, on_progress=on_progress
+        )
+    if stage == "align":
+        tok = build_modules(config)["reference"].tokenizer  # type: ignore[union-attr]
+        state = torch.load(str(runs / "tokenizer.ckpt"), map_location="cpu", weights_only=True)
+        tok.load_state_dict(state["model"])
+        return align_corpus(data / "corpus", tok, front_end(), on_progress=on_progress)
     if stage == "t2s":
         return recipes.train_t2s(
             train_items(data),

@@ -1,5 +1,6 @@
-"""The small model's training workflow on a tiny Flite corpus: corpus -> features -> tokenizer ->
-T2S (three stages) -> S2M -> T2E -> bundle -> pipeline render -> evaluation pieces."""
+"""The small model's training workflow on a tiny corpus (Flite, Festival, Pico): corpus -> timed
+features -> tokenizer -> alignment -> features -> T2S (three stages) -> S2M -> T2E -> bundle ->
+pipeline render -> evaluation pieces."""
 
 from __future__ import annotations
 
@@ -14,7 +15,10 @@ import torch
 from dubstudio.training.corpus import SHIFTS, CorpusPlan, make_sentences, read_metadata
 from dubstudio.training.evaluate import prosody, wer
 
-pytestmark = pytest.mark.skipif(shutil.which("flite") is None, reason="needs Debian flite")
+pytestmark = pytest.mark.skipif(
+    shutil.which("flite") is None or shutil.which("pico2wave") is None,
+    reason="needs Debian flite and libttspico-utils",
+)
 
 
 @pytest.fixture(scope="module")
@@ -25,10 +29,11 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]
     root = tmp_path_factory.mktemp("train")
     data, runs, out = root / "data", root / "runs", root / "bundle"
     plan = CorpusPlan(
-        train_sentences=4, test_sentences=1, train_voices=("kal16", "ked"),
+        train_sentences=4, test_sentences=1, train_voices=("kal16", "ked", "pico-us"),
         heldout_voices=("awb",), styles_per_sentence=1, seed=3,
     )  # fmt: skip
-    for stage in ("corpus", "features", "tokenizer", "t2s", "s2m"):
+    stages = ("corpus", "timed-features", "tokenizer", "align", "features", "t2s", "s2m")
+    for stage in stages:
         workflow.run_stage(stage, data, runs, size="tiny", steps=6, plan=plan)
     workflow.export_bundle(data, runs, out, size="tiny", name="tiny-trained", cfm_steps=2)
     return data, runs, out
@@ -43,16 +48,18 @@ def test_sentences_are_deterministic_and_distinct() -> None:
 def test_corpus_has_metadata_and_phone_timings(trained: tuple[Path, Path, Path]) -> None:
     data, _, _ = trained
     utts = read_metadata(data / "corpus")
-    # 4 sentences x 2 voices x (calm + 1 style) + 1 test sentence x 3 voices x 8 styles.
-    assert len(utts) == 4 * 2 * 2 + 1 * 3 * 8
-    assert {u.voice for u in utts if u.split == "train"} == {"kal16", "ked"}
+    # 4 sentences x 3 voices x (calm + 1 style) + 1 test sentence x 4 voices x 8 styles.
+    assert len(utts) == 4 * 3 * 2 + 1 * 4 * 8
+    assert {u.voice for u in utts if u.split == "train"} == {"kal16", "ked", "pico-us"}
     # Training utterances carry a timbre shift drawn from the plan; evaluation ones never do.
     assert {u.shift for u in utts if u.split == "train"} <= set(SHIFTS)
     assert len({u.shift for u in utts if u.split == "train"}) > 1
     assert {u.shift for u in utts if u.split == "test"} == {0}
-    u = utts[0]
-    assert u.phones[0][0] == "pau" and u.phones[-1][1] == pytest.approx(u.duration, abs=0.25)
-    assert all(a[1] <= b[1] for a, b in zip(u.phones, u.phones[1:], strict=False))
+    for u in utts:  # Pico's timings come from the alignment stage, the others' from the engine
+        assert u.phones[-1][1] == pytest.approx(u.duration, abs=0.25)
+        assert all(a[1] <= b[1] for a, b in zip(u.phones, u.phones[1:], strict=False))
+    pico = next(u for u in utts if u.voice == "pico-us")
+    assert [p for p, _ in pico.phones if p != "pau"]  # the sentence's phones, in order
 
 
 @pytest.mark.parametrize("voice", ["ked", "awb"])  # Festival and Flite
