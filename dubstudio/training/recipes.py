@@ -212,6 +212,10 @@ class _T2SData:
             self.by_voice.setdefault(spk, []).append(i)
             self.by_group.setdefault((spk, self.items[i].utt.style), []).append(i)
         self.voices = sorted(self.by_voice)
+        self.real_voices = sorted({it.utt.voice for it in self.items})
+        self.by_style: dict[str, list[int]] = {}
+        for i, it in enumerate(self.items):
+            self.by_style.setdefault(it.utt.style, []).append(i)
         self.emotional = [i for i, it in enumerate(self.items) if it.utt.style != "calm"]
 
     def group(self, idx: int) -> tuple[str, str]:
@@ -222,18 +226,26 @@ class _T2SData:
         return normalize_frames(_crop(self.items[idx].mel, crop, self.rng)[None])[0]
 
     def prompts(
-        self, idx: Sequence[int]
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        self, idx: Sequence[int], cross_speaker: bool = False
+    ) -> tuple[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], list[int]]:
         """Padded speaker and emotion prompt features of items ``idx``:
-        (spk (B, F, M), spk_len (B,), emo (B, F, M), emo_len (B,))."""
+        ((spk (B, F, M), spk_len (B,), emo (B, F, M), emo_len (B,)), emotion prompt items).
+
+        With ``cross_speaker`` the emotion prompt is an utterance of the same style by any
+        speaker, so the emotion vector gains nothing by carrying its prompt's voice.
+        """
         spk = [self.cond(self.rng.choice(self.by_voice[self.speaker[i]])) for i in idx]
-        emo = [self.cond(self.rng.choice(self.by_group[self.group(i)])) for i in idx]
-        return (*_pad_frames(spk), *_pad_frames(emo))
+        if cross_speaker:
+            emo_idx = [self.rng.choice(self.by_style[self.items[i].utt.style]) for i in idx]
+        else:
+            emo_idx = [self.rng.choice(self.by_group[self.group(i)]) for i in idx]
+        emo = [self.cond(j) for j in emo_idx]
+        return (*_pad_frames(spk), *_pad_frames(emo)), emo_idx
 
     def batch(self, size: int, emotional_only: bool = False) -> dict[str, Any]:
         pool = self.emotional if emotional_only else range(len(self.items))
         picks = [self.rng.choice(pool) for _ in range(size)]
-        spk_x, spk_len, emo_x, emo_len = self.prompts(picks)
+        (spk_x, spk_len, emo_x, emo_len), emo_idx = self.prompts(picks, emotional_only)
         return {
             "cond": spk_x,
             "cond_len": spk_len,
@@ -242,8 +254,67 @@ class _T2SData:
             "text": [self.text[i] for i in picks],
             "codes": [self.items[i].codes for i in picks],
             "speaker": torch.tensor([self.voices.index(self.speaker[i]) for i in picks]),
+            # The adversaries read the emotion prompt's voice (which, cross-speaker, is not the
+            # target's).
+            "voice": torch.tensor(
+                [self.real_voices.index(self.items[j].utt.voice) for j in emo_idx]
+            ),
             "style": torch.tensor([EMOTION_NAMES.index(self.items[i].utt.style) for i in picks]),
         }
+
+
+class _SpeakerAdversaries(nn.Module):
+    """The speaker classifiers the emotion conditioner is trained against in T2S stage 2.
+
+    One adversary that the encoder has learnt to fool is not evidence that the speaker is gone
+    (a fresh linear probe still read it at 0.97 from a model trained that way), so: several
+    heads (one linear, two MLPs), each re-initialised every ``period`` steps with its optimiser
+    state, each fitted for ``fit_steps`` extra steps per batch on the detached emotion vectors
+    (so the reversed gradient comes from classifiers that are as good as they can be on the
+    current encoder), predicting the real voice (timbre-shifted copies share their voice's
+    label, as a probe of identity would).
+    """
+
+    def __init__(
+        self, dim: int, n_voices: int, seed: int, period: int = 200, fit_steps: int = 2
+    ) -> None:
+        super().__init__()
+        self.dim, self.n_voices, self.period, self.fit_steps = dim, n_voices, period, fit_steps
+        self.gen = torch.Generator().manual_seed(seed + 17)
+        self.heads = nn.ModuleList(
+            [
+                nn.Linear(dim, n_voices),
+                nn.Sequential(nn.Linear(dim, dim), nn.ReLU(), nn.Linear(dim, n_voices)),
+                nn.Sequential(nn.Linear(dim, dim // 2), nn.ReLU(), nn.Linear(dim // 2, n_voices)),
+            ]
+        )
+        self.opt = torch.optim.AdamW(self.parameters(), lr=5e-3, weight_decay=0.01)
+        self.born = 0
+
+    def refresh(self, step: int) -> None:
+        """Re-initialise every head (and its optimiser) once per ``period`` steps."""
+        if step - self.born < self.period:
+            return
+        self.born = step
+        with torch.no_grad():
+            for module in self.heads.modules():
+                if isinstance(module, nn.Linear):
+                    bound = 1.0 / math.sqrt(module.in_features)
+                    module.weight.uniform_(-bound, bound, generator=self.gen)
+                    module.bias.uniform_(-bound, bound, generator=self.gen)
+        self.opt = torch.optim.AdamW(self.parameters(), lr=5e-3, weight_decay=0.01)
+
+    def loss(self, emovec: torch.Tensor, voice: torch.Tensor) -> torch.Tensor:
+        """Mean cross-entropy of the heads: emotion vectors (B, D), voice labels (B,)."""
+        return torch.stack([F.cross_entropy(h(emovec), voice) for h in self.heads]).mean()
+
+    def fit(self, emovec: torch.Tensor, voice: torch.Tensor) -> None:
+        """A few steps of the heads alone on detached vectors (B, D)."""
+        for _ in range(self.fit_steps):
+            self.opt.zero_grad()
+            self.loss(emovec, voice).backward()
+            self.opt.step()
+        self.opt.zero_grad()
 
 
 def train_t2s(
@@ -253,7 +324,7 @@ def train_t2s(
     run_dir: str | Path,
     budget: Budget,
     *,
-    stage_split: tuple[float, float] = (0.6, 0.8),
+    stage_split: tuple[float, float] = (0.55, 0.8),
     seed: int = 0,
     batch: int = 16,
     lr: float = 5e-4,
@@ -264,9 +335,10 @@ def train_t2s(
 
     Stage 1 (steps < stage_split[0]·N): all data, everything trained, duration slot = W_sem[T]
     with 30 % replaced by the free embedding. Stage 2 (< stage_split[1]·N): emotional subset,
-    only the emotion conditioner trains, plus a speaker classifier behind a gradient reversal
-    layer whose λ ramps from 0.1 to 1. Stage 3: all data, both conditioners frozen. A copy of the
-    model at the end of stage 1 is kept (``t2s_stage1.ckpt``) for the GRL probe.
+    only the emotion conditioner trains, against speaker classifiers behind a gradient reversal
+    layer whose λ ramps from 0.1 to 1 (`_SpeakerAdversaries`). Stage 3: all data, both
+    conditioners frozen. A copy of the model at the end of stage 1 is kept
+    (``t2s_stage1.ckpt``) for the GRL probe.
 
     In stages 1 and 2 a linear classifier on the emotion vector predicts the utterance's style
     (cross-entropy, weighted by ``style_weight``): the corpus labels every style, and without
@@ -275,10 +347,10 @@ def train_t2s(
     run = _Run(run_dir, "t2s")
     torch.manual_seed(seed)
     model = build_modules(config)["t2s"]
-    n_speakers = len(_T2SData(items, front_end, seed).voices)
+    n_voices = len(_T2SData(items, front_end, seed).real_voices)
     d = model.config.model_dim  # type: ignore[union-attr]
-    speaker_clf = nn.Sequential(nn.Linear(d, d), nn.ReLU(), nn.Linear(d, n_speakers))
-    params = list(model.parameters()) + list(speaker_clf.parameters())
+    adversaries = _SpeakerAdversaries(d, n_voices, seed)
+    params = list(model.parameters())
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
     # Style supervision of the emotion vector (the corpus labels every utterance's style).
     style_clf = nn.Linear(d, len(EMOTION_NAMES))
@@ -287,7 +359,8 @@ def train_t2s(
     state = run.load()
     if state is not None:
         model.load_state_dict(state["model"])
-        speaker_clf.load_state_dict(state["speaker_clf"])
+        if "adversaries" in state:  # older checkpoints kept a single pseudo-speaker classifier
+            adversaries.load_state_dict(state["adversaries"])
         opt.load_state_dict(state["opt"])
         if "style_clf" in state:  # checkpoints from before the style supervision lack it
             style_clf.load_state_dict(state["style_clf"])
@@ -310,7 +383,7 @@ def train_t2s(
         run.save(
             {
                 "model": model.state_dict(),
-                "speaker_clf": speaker_clf.state_dict(),
+                "adversaries": adversaries.state_dict(),
                 "opt": opt.state_dict(),
                 "style_clf": style_clf.state_dict(),
                 "style_opt": style_opt.state_dict(),
@@ -355,7 +428,9 @@ def train_t2s(
         if stage == 2:
             frac = min(1.0, (progress() - stage_split[0]) / (stage_split[1] - stage_split[0]))
             lam = 0.1 + 0.9 * max(0.0, frac)
-            adv = F.cross_entropy(speaker_clf(grad_reverse(emovec, lam)), b["speaker"])
+            adversaries.refresh(step)
+            adversaries.fit(emovec.detach(), b["voice"])
+            adv = adversaries.loss(grad_reverse(emovec, lam), b["voice"])
             loss = loss + adv
         opt.zero_grad()
         style_opt.zero_grad()
@@ -363,6 +438,9 @@ def train_t2s(
         nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         style_opt.step()
+        if stage == 2:
+            adversaries.opt.step()
+        adversaries.opt.zero_grad()
         step += 1
         if step % 10 == 0 or step == budget.steps:
             run.log(
@@ -514,7 +592,7 @@ class _LatentTeacher:
         """(T_tok_i, D) latents of items ``idx``."""
         self.refresh()
         d = self.data
-        spk_x, spk_len, emo_x, emo_len = d.prompts(idx)
+        (spk_x, spk_len, emo_x, emo_len), _ = d.prompts(idx)
         m = self.model
         lat = m._speaker_latents(spk_x, spk_len)  # type: ignore[operator]
         emovec = m._emotion_vector(emo_x, emo_len)  # type: ignore[operator]

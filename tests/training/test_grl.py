@@ -1,0 +1,75 @@
+"""T2S stage 2 pieces: the gradient reversal layer, the re-initialised speaker adversaries, and
+the cross-speaker emotion prompts."""
+
+from __future__ import annotations
+
+import torch
+
+from dubstudio.core.model import EMOTION_NAMES
+from dubstudio.training.corpus import Utterance
+from dubstudio.training.features import Item
+from dubstudio.training.recipes import _SpeakerAdversaries, _T2SData, grad_reverse
+
+
+def test_grad_reverse_is_identity_forward_and_negated_backward() -> None:
+    x = torch.randn(4, 3, requires_grad=True)
+    y = grad_reverse(x, 0.5)
+    assert torch.equal(y, x)
+    y.sum().backward()
+    assert torch.allclose(x.grad, torch.full_like(x, -0.5))  # type: ignore[arg-type]
+
+
+def test_adversaries_learn_a_separable_voice_and_restart_on_schedule() -> None:
+    torch.manual_seed(0)
+    adv = _SpeakerAdversaries(dim=8, n_voices=3, seed=0, period=50, fit_steps=200)
+    voice = torch.arange(3).repeat(20)
+    vecs = torch.nn.functional.one_hot(voice, 8).float() * 3 + 0.1 * torch.randn(60, 8)
+    before = float(adv.loss(vecs, voice).detach())
+    adv.fit(vecs, voice)
+    trained = float(adv.loss(vecs, voice).detach())
+    assert trained < 0.5 * before
+    adv.refresh(10)  # inside the period: kept
+    assert float(adv.loss(vecs, voice).detach()) == trained
+    adv.refresh(50)  # a new period: fresh heads, back near chance (ln 3)
+    assert abs(float(adv.loss(vecs, voice).detach()) - torch.log(torch.tensor(3.0))) < 0.6
+    assert adv.born == 50
+
+
+class _Letters:
+    """Front-end stand-in: one token per character (the data class only needs ``encode``)."""
+
+    def encode(self, text: str) -> list[int]:
+        return [ord(c) % 50 for c in text]
+
+
+def _items() -> list[Item]:
+    out = []
+    for voice in ("a", "b", "c"):
+        for style in ("calm", "sad", "happy"):
+            for k in range(3):
+                utt = Utterance(f"{voice}{style}{k}", voice, style, f"text {k}", "train",
+                                "x.wav", 1.0, [("pau", 1.0)], 150 if k == 2 else 0)  # fmt: skip
+                out.append(Item(utt, torch.randn(80, 40), torch.zeros(40, dtype=torch.long),
+                                torch.zeros(50, dtype=torch.long), torch.randn(256)))  # fmt: skip
+    return out
+
+
+def test_stage2_emotion_prompts_cross_speakers_but_keep_the_style() -> None:
+    items = _items()
+    data = _T2SData(items, _Letters(), seed=0)  # type: ignore[arg-type]
+    # Timbre-shifted copies are their own pseudo-speakers, but the adversaries' labels are the
+    # real voices.
+    assert len(data.voices) == 6 and data.real_voices == ["a", "b", "c"]
+    crossed = 0
+    for _ in range(30):
+        picks = [data.rng.randrange(len(items)) for _ in range(6)]
+        _, emo_idx = data.prompts(picks, cross_speaker=True)
+        for i, j in zip(picks, emo_idx, strict=True):
+            assert items[j].utt.style == items[i].utt.style
+            crossed += items[j].utt.voice != items[i].utt.voice
+        _, same_idx = data.prompts(picks)
+        assert all(data.group(i) == data.group(j) for i, j in zip(picks, same_idx, strict=True))
+    assert crossed > 60  # about two thirds of 180 prompts come from another voice
+    b = data.batch(8, emotional_only=True)
+    assert set(b["style"].tolist()) <= {EMOTION_NAMES.index("sad"), EMOTION_NAMES.index("happy")}
+    assert b["voice"].max() < 3
