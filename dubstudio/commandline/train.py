@@ -62,26 +62,32 @@ def _run_train(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     if args.stage == "all":
         # The tokenizer comes first: it aligns the voices whose engines give no phone timings.
-        # T2S and S2M are then independent (S2M re-reads the T2S checkpoint for its GPT latents
-        # as it improves), so they run side by side, one thread each.
+        # Then it continues on every voice beside T2S and S2M, which are independent too (S2M
+        # re-reads the T2S checkpoint for its GPT latents as it improves), one thread each.
         _run_stages(args, ("corpus", "timed-features"))
         _run_stages(args, ("tokenizer",), minutes=args.tokenizer_minutes)
         _run_stages(args, ("align", "features"))
-        _run_parallel(args, {"t2s": args.minutes, "s2m": args.minutes})
+        _run_parallel(args, {"tokenizer": args.tokenizer_minutes, "t2s": args.minutes,
+                             "s2m": args.minutes}, steps={"tokenizer": 2 * args.steps})  # fmt: skip
         _run_stages(args, ("t2e", "export"))
     else:
         _run_stages(args, (args.stage,))
     return 0
 
 
-def _run_parallel(args: argparse.Namespace, minutes: dict[str, float]) -> None:
+def _run_parallel(
+    args: argparse.Namespace, minutes: dict[str, float], steps: dict[str, int] | None = None
+) -> None:
+    """Run training stages as side-by-side processes (one thread each); ``steps`` overrides the
+    step cap of some (a resumed trainer's cap counts the steps it already made)."""
     import subprocess
 
     t0 = time.monotonic()
     procs = {}
     for stage, mins in minutes.items():
+        cap = (steps or {}).get(stage, args.steps)
         cmd = [sys.executable, "-m", "dubstudio.cli", "train", stage, "--data", args.data,
-               "--runs", args.runs, "--size", args.size, "--steps", str(args.steps),
+               "--runs", args.runs, "--size", args.size, "--steps", str(cap),
                "--minutes", str(mins), "--seed", str(args.seed), "--threads", "1"]  # fmt: skip
         procs[stage] = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
     failed = [stage for stage, proc in procs.items() if proc.wait() != 0]

@@ -81,6 +81,11 @@ def extract(
 ) -> Path:
     """Compute `Item`s for every utterance and save them (torch file of plain tensors/dicts).
 
+    Records already in ``out_path`` are kept for every (pseudo-)speaker whose utterances and
+    phone timings are all unchanged: a speaker's codes and styles depend on that speaker's
+    utterances only (its calm pitch statistics, its style groups), so after the alignment only
+    the aligned voices are computed again.
+
     Args:
         timed_only: Skip utterances without phone timings (not aligned yet): the features the
             frame tokenizer trains on before it aligns them (`dubstudio.training.align`).
@@ -91,6 +96,8 @@ def extract(
     hop16 = round(16000 / TOKEN_RATE)
     ge2e = GE2EEncoder.pretrained()
     utts = [u for u in read_metadata(corpus_dir) if u.phones or not timed_only]
+    kept = _reusable(utts, Path(out_path))
+    utts = [u for u in utts if u.uid not in kept]
     records = []
     # GE2E is the slow part: embed up to STYLE_SAMPLES utterances per (voice, style, split)
     # group and give every utterance its group's mean (what a reference clip of that voice and
@@ -137,10 +144,38 @@ def extract(
         spk = group[0]
         mean, std = stats.get(spk, log_f0_stats([r["log_f0"]]))
         r["codes"] = pitch_codes(r.pop("phones"), r.pop("log_f0"), mean, std, BINS).to(torch.uint8)
+    records += kept.values()
+    log.info("features: %d computed, %d kept", len(records) - len(kept), len(kept))
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     torch.save(records, str(out))
     return out
+
+
+def _reusable(utts: list[Utterance], path: Path) -> dict[str, dict[str, object]]:
+    """Stored records (by uid) of the speakers whose utterances are all stored, unchanged."""
+    if not path.is_file():
+        return {}
+    stored = {r["meta"]["uid"]: r for r in torch.load(str(path), map_location="cpu",
+                                                      weights_only=True)}  # fmt: skip
+    by_speaker: dict[str, list[Utterance]] = {}
+    for u in utts:
+        by_speaker.setdefault(speaker_of(u), []).append(u)
+
+    def same(u: Utterance) -> bool:
+        r = stored.get(u.uid)
+        if r is None:
+            return False
+        meta = dict(r["meta"])
+        meta["phones"] = [tuple(p) for p in meta["phones"]]
+        return Utterance(**meta) == u
+
+    return {
+        u.uid: stored[u.uid]
+        for group in by_speaker.values()
+        if all(same(u) for u in group)
+        for u in group
+    }
 
 
 def load_items(path: str | Path) -> list[Item]:

@@ -19,7 +19,7 @@ from dubstudio.engine.small import build_modules, small_config, write_small_bund
 from dubstudio.engine.text.phonemes import PhonemeFrontEnd, default_lexicon_path
 from dubstudio.training import recipes
 from dubstudio.training.align import align_corpus
-from dubstudio.training.corpus import UNTIMED_VOICES, CorpusPlan, build_corpus
+from dubstudio.training.corpus import CorpusPlan, build_corpus
 from dubstudio.training.features import Item, extract, load_items
 
 log = logging.getLogger(__name__)
@@ -72,10 +72,11 @@ def run_stage(
             on_progress=on_progress,
         )
     if stage == "tokenizer":
-        # Only engine-timed utterances teach the tokenizer (aligned ones learnt from it).
-        timed = [it for it in train_items(data) if it.utt.voice not in UNTIMED_VOICES]
+        # Before alignment the features hold only the engine-timed utterances; run again after
+        # it, the tokenizer continues on every voice (its own alignments of the untimed ones,
+        # as an aligner is refined on the alignments it made).
         return recipes.train_tokenizer(
-            timed, config, runs, budget, seed=seed, on_progress=on_progress
+            train_items(data), config, runs, budget, seed=seed, on_progress=on_progress
         )
     if stage == "align":
         tok = build_modules(config)["reference"].tokenizer  # type: ignore[union-attr]

@@ -161,3 +161,20 @@ def test_prosody_tracks_pitch_and_energy() -> None:
     f_high, _, e_high = prosody(high, rate)
     assert f_low == pytest.approx(120, rel=0.1) and f_high == pytest.approx(240, rel=0.1)
     assert e_high - e_low == pytest.approx(20 * np.log10(4), abs=0.5)
+
+
+def test_features_are_kept_for_unchanged_speakers(
+    trained: tuple[Path, Path, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    from dubstudio.training.features import extract, load_items
+
+    data, _, _ = trained
+    before = {it.utt.uid: it for it in load_items(data / "features.pt")}
+    with caplog.at_level(logging.INFO, logger="dubstudio.training.features"):
+        extract(data / "corpus", data / "features.pt")
+    assert f"0 computed, {len(before)} kept" in caplog.text
+    after = {it.utt.uid: it for it in load_items(data / "features.pt")}
+    assert after.keys() == before.keys()
+    assert all(torch.equal(after[k].codes, before[k].codes) for k in before)
