@@ -33,6 +33,10 @@ def register(subparsers: Any) -> None:
     train.add_argument(
         "--tokenizer-minutes", type=float, default=5.0, help="time cap of the tokenizer in 'all'"
     )
+    train.add_argument(
+        "--init",
+        help="bundle (directory or name) whose T2S and S2M weights a new run starts from",
+    )
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--threads", type=int, default=1, help="torch threads")
     train.set_defaults(func=_run_train)
@@ -89,6 +93,8 @@ def _run_parallel(
         cmd = [sys.executable, "-m", "dubstudio.cli", "train", stage, "--data", args.data,
                "--runs", args.runs, "--size", args.size, "--steps", str(cap),
                "--minutes", str(mins), "--seed", str(args.seed), "--threads", "1"]  # fmt: skip
+        if args.init:
+            cmd += ["--init", args.init]
         procs[stage] = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
     failed = [stage for stage, proc in procs.items() if proc.wait() != 0]
     if failed:
@@ -103,6 +109,11 @@ def _run_stages(
     from dubstudio.training.corpus import CorpusPlan
 
     plan = CorpusPlan(train_sentences=args.sentences, test_sentences=args.test_sentences)
+    init = None
+    if args.init:
+        from dubstudio.engine.bundles import load_bundle
+
+        init = load_bundle(args.init).root
     for stage in stages:
         t0 = time.monotonic()
         if stage == "export":
@@ -120,6 +131,7 @@ def _run_stages(
                 minutes=args.minutes if minutes is None else minutes,
                 seed=args.seed,
                 plan=plan,
+                init=init,
                 on_progress=_progress,
             )
             if isinstance(result, dict):

@@ -71,6 +71,23 @@ class _Run:
             handle.write(json.dumps(values) + "\n")
 
 
+def _warm_start(module: nn.Module, path: Path, prefix: str = "") -> None:
+    """Load a trainer's fresh ``module`` strictly from a bundle weight file (a warm start).
+
+    Args:
+        module: The freshly built module.
+        path: The bundle's weight file.
+        prefix: Only keys under this prefix (stripped), e.g. ``"embedding."``.
+    """
+    from dubstudio.engine.checkpoints import load_strict, read_state_dict
+
+    state = read_state_dict(path)
+    if prefix:
+        state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+    load_strict(module, state, component=path.name)
+    log.info("warm start from %s", path)
+
+
 def _set_lr(opt: torch.optim.Optimizer, base: float, step: int, progress: float) -> None:
     """Linear warm-up over 100 steps, then cosine decay to 10 % of ``base`` at the budget's end."""
     warm = min(1.0, (step + 1) / 100)
@@ -329,9 +346,13 @@ def train_t2s(
     batch: int = 16,
     lr: float = 5e-4,
     style_weight: float = 0.2,
+    init: Path | None = None,
     on_progress: Progress | None = None,
 ) -> nn.Module:
     """The three-stage T2S recipe on `UnifiedVoice`.
+
+    With ``init`` (a bundle directory) and no checkpoint yet, the model starts from the
+    bundle's ``t2s.safetensors`` instead of random weights.
 
     Stage 1 (steps < stage_split[0]·N): all data, everything trained, duration slot = W_sem[T]
     with 30 % replaced by the free embedding. Stage 2 (< stage_split[1]·N): emotional subset,
@@ -366,6 +387,8 @@ def train_t2s(
             style_clf.load_state_dict(state["style_clf"])
             style_opt.load_state_dict(state["style_opt"])
         step = int(state["step"])
+    elif init is not None:
+        _warm_start(model, Path(init) / "t2s.safetensors")
     data = _T2SData(items, front_end, seed + step)
     grl_rng = random.Random(seed + step)
     # Stages follow the budget's progress (steps or time, whichever is further along), so a
@@ -474,9 +497,13 @@ def train_s2m(
     batch: int = 12,
     crop: int = 256,
     lr: float = 5e-4,
+    init: Path | None = None,
     on_progress: Progress | None = None,
 ) -> tuple[nn.Module, nn.Module]:
     """OT-CFM training of `S2MModel` with the code embedding (`SmallReference.embedding`).
+
+    With ``init`` (a bundle directory) and no checkpoint yet, S2M and the code embedding start
+    from the bundle's ``s2m.safetensors`` and ``reference.safetensors``.
 
     Content = embedded codes regulated to the utterance's frames; a random 0–40 % prefix of
     each crop is the prompt (masked out of the loss); class dropout inside
@@ -509,6 +536,9 @@ def train_s2m(
         else:  # a checkpoint from before the GPT-latent fusion: fresh optimizer state
             log.info("S2M checkpoint lacks %s; fusion layers start neutral", missing)
         step = int(state["step"])
+    elif init is not None:
+        _warm_start(s2m, Path(init) / "s2m.safetensors")
+        _warm_start(emb, Path(init) / "reference.safetensors", prefix="embedding.")
     teacher = _LatentTeacher(items, config, Path(run_dir), seed) if fusion else None
     gen = torch.Generator().manual_seed(seed + step)
     prior = float(state.get("elapsed", 0.0)) if state is not None else 0.0

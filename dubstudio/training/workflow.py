@@ -55,10 +55,12 @@ def run_stage(
     minutes: float = 30.0,
     seed: int = 0,
     plan: CorpusPlan | None = None,
+    init: Path | None = None,
     on_progress: Progress | None = None,
 ) -> Any:
     """Run one stage (``corpus``, ``timed-features``, ``tokenizer``, ``align``, ``features``,
-    ``t2s``, ``s2m``, ``t2e``)."""
+    ``t2s``, ``s2m``, ``t2e``); ``init`` is a bundle directory T2S and S2M start from when
+    they have no checkpoint yet."""
     data, runs = Path(data), Path(runs)
     config = small_config(size)
     budget = recipes.Budget(steps, minutes * 60.0)
@@ -92,6 +94,7 @@ def run_stage(
             budget,
             seed=seed,
             batch=8 if size == "default" else 4,
+            init=init,
             on_progress=on_progress,
         )
     if stage == "s2m":
@@ -103,6 +106,7 @@ def run_stage(
             seed=seed,
             batch=8 if size == "default" else 4,
             crop=160,
+            init=init,
             on_progress=on_progress,
         )
     if stage == "t2e":

@@ -178,3 +178,24 @@ def test_features_are_kept_for_unchanged_speakers(
     after = {it.utt.uid: it for it in load_items(data / "features.pt")}
     assert after.keys() == before.keys()
     assert all(torch.equal(after[k].codes, before[k].codes) for k in before)
+
+
+def test_warm_start_begins_from_the_bundle_weights(
+    trained: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    from dubstudio.engine.checkpoints import read_state_dict
+    from dubstudio.training import workflow
+
+    data, _, out = trained
+    runs = tmp_path / "runs"
+    for stage in ("t2s", "s2m"):
+        workflow.run_stage(stage, data, runs, size="tiny", steps=1, init=out)
+    t2s = torch.load(str(runs / "t2s.ckpt"), weights_only=True)["model"]
+    s2m = torch.load(str(runs / "s2m.ckpt"), weights_only=True)
+    for got, path in ((t2s, "t2s"), (s2m["s2m"], "s2m")):
+        want = read_state_dict(out / f"{path}.safetensors")
+        # One warm-up step (lr 5e-4 x 1/100) away from the bundle, not a random initialisation.
+        drift = max(float((got[k].float() - v.float()).abs().max()) for k, v in want.items())
+        assert drift < 1e-4, path
+    emb = read_state_dict(out / "reference.safetensors")["embedding.weight"]
+    assert float((s2m["embedding"]["weight"] - emb).abs().max()) < 1e-4
