@@ -199,3 +199,22 @@ def test_warm_start_begins_from_the_bundle_weights(
         assert drift < 1e-4, path
     emb = read_state_dict(out / "reference.safetensors")["embedding.weight"]
     assert float((s2m["embedding"]["weight"] - emb).abs().max()) < 1e-4
+
+
+@pytest.mark.slow
+def test_evaluate_measures_the_trained_bundle(trained: tuple[Path, Path, Path]) -> None:
+    from dubstudio.training.evaluate import evaluate, format_table
+
+    data, runs, out = trained
+    res = evaluate(out, data, runs, lines=1, emotion_lines=1, emotions=("sad",))
+    rows = dict(res.rows)
+    # Every line rendered to its exact budget; WER and similarity measured on real audio.
+    done, asked = rows["exact-budget renders with exact length"].split("/")
+    assert done == asked and int(asked) >= 2
+    assert res.data["wer_model"] >= 0.0 and 0.0 <= res.data["wer_source"] <= 1.0
+    assert res.data["total"] >= 1  # lines of held-out voices were compared with every reference
+    assert "the same for the held-out voices' own recordings (ceiling)" in rows
+    assert any(k.startswith("WER model / source, ") for k in rows)
+    assert any(k.startswith("GRL probe with GRL") for k in rows)
+    assert [r[0] for r in res.emotion_rows] == ["sad", "calm"]
+    assert "| sad (" in format_table(res)
