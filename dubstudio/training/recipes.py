@@ -228,7 +228,6 @@ class _T2SData:
         for i, spk in enumerate(self.speaker):
             self.by_voice.setdefault(spk, []).append(i)
             self.by_group.setdefault((spk, self.items[i].utt.style), []).append(i)
-        self.voices = sorted(self.by_voice)
         self.real_voices = sorted({it.utt.voice for it in self.items})
         self.by_style: dict[str, list[int]] = {}
         for i, it in enumerate(self.items):
@@ -270,7 +269,6 @@ class _T2SData:
             "emo_len": emo_len,
             "text": [self.text[i] for i in picks],
             "codes": [self.items[i].codes for i in picks],
-            "speaker": torch.tensor([self.voices.index(self.speaker[i]) for i in picks]),
             # The adversaries read the emotion prompt's voice (which, cross-speaker, is not the
             # target's).
             "voice": torch.tensor(
@@ -289,20 +287,28 @@ class _SpeakerAdversaries(nn.Module):
     state, each fitted for ``fit_steps`` extra steps per batch on the detached emotion vectors
     (so the reversed gradient comes from classifiers that are as good as they can be on the
     current encoder), predicting the real voice (timbre-shifted copies share their voice's
-    label, as a probe of identity would).
+    label, as a probe of identity would). They are not checkpointed: a resumed run starts a
+    fresh period.
     """
 
     def __init__(
         self, dim: int, n_voices: int, seed: int, period: int = 200, fit_steps: int = 2
     ) -> None:
         super().__init__()
-        self.dim, self.n_voices, self.period, self.fit_steps = dim, n_voices, period, fit_steps
+        self.period, self.fit_steps = period, fit_steps
+        self.chance = math.log(n_voices)
         self.gen = torch.Generator().manual_seed(seed + 17)
+        # Each head sees the layer-normalised vector: scaling the vectors up (which the encoder
+        # did, to make fresh heads wildly wrong) then neither hides the voice nor slows the
+        # heads' fitting.
         self.heads = nn.ModuleList(
             [
-                nn.Linear(dim, n_voices),
-                nn.Sequential(nn.Linear(dim, dim), nn.ReLU(), nn.Linear(dim, n_voices)),
-                nn.Sequential(nn.Linear(dim, dim // 2), nn.ReLU(), nn.Linear(dim // 2, n_voices)),
+                nn.Sequential(nn.LayerNorm(dim, elementwise_affine=False), *layers)
+                for layers in (
+                    [nn.Linear(dim, n_voices)],
+                    [nn.Linear(dim, dim), nn.ReLU(), nn.Linear(dim, n_voices)],
+                    [nn.Linear(dim, dim // 2), nn.ReLU(), nn.Linear(dim // 2, n_voices)],
+                )
             ]
         )
         self.opt = torch.optim.AdamW(self.parameters(), lr=5e-3, weight_decay=0.01)
@@ -324,6 +330,19 @@ class _SpeakerAdversaries(nn.Module):
     def loss(self, emovec: torch.Tensor, voice: torch.Tensor) -> torch.Tensor:
         """Mean cross-entropy of the heads: emotion vectors (B, D), voice labels (B,)."""
         return torch.stack([F.cross_entropy(h(emovec), voice) for h in self.heads]).mean()
+
+    def reversed_loss(self, emovec: torch.Tensor, voice: torch.Tensor) -> torch.Tensor:
+        """`loss` for the encoder's side of the reversal, emotion vectors (B, D) taken through
+        `grad_reverse`: a head whose cross-entropy is already at or above chance (ln voices)
+        passes no gradient back. Maximising the cross-entropy without that ceiling lets the
+        encoder make the heads confidently wrong (it rose to 8–19 nats against ln 9 = 2.2),
+        which keeps the voice in the vectors under another labelling instead of removing it.
+        """
+        terms = []
+        for head in self.heads:
+            ce = F.cross_entropy(head(emovec), voice)
+            terms.append(ce if float(ce.detach()) < self.chance else ce.detach())
+        return torch.stack(terms).mean()
 
     def fit(self, emovec: torch.Tensor, voice: torch.Tensor) -> None:
         """A few steps of the heads alone on detached vectors (B, D)."""
@@ -380,8 +399,6 @@ def train_t2s(
     state = run.load()
     if state is not None:
         model.load_state_dict(state["model"])
-        if "adversaries" in state:  # older checkpoints kept a single pseudo-speaker classifier
-            adversaries.load_state_dict(state["adversaries"])
         opt.load_state_dict(state["opt"])
         if "style_clf" in state:  # checkpoints from before the style supervision lack it
             style_clf.load_state_dict(state["style_clf"])
@@ -406,7 +423,6 @@ def train_t2s(
         run.save(
             {
                 "model": model.state_dict(),
-                "adversaries": adversaries.state_dict(),
                 "opt": opt.state_dict(),
                 "style_clf": style_clf.state_dict(),
                 "style_opt": style_opt.state_dict(),
@@ -453,7 +469,7 @@ def train_t2s(
             lam = 0.1 + 0.9 * max(0.0, frac)
             adversaries.refresh(step)
             adversaries.fit(emovec.detach(), b["voice"])
-            adv = adversaries.loss(grad_reverse(emovec, lam), b["voice"])
+            adv = adversaries.reversed_loss(grad_reverse(emovec, lam), b["voice"])
             loss = loss + adv
         opt.zero_grad()
         style_opt.zero_grad()

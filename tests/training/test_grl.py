@@ -59,7 +59,7 @@ def test_stage2_emotion_prompts_cross_speakers_but_keep_the_style() -> None:
     data = _T2SData(items, _Letters(), seed=0)  # type: ignore[arg-type]
     # Timbre-shifted copies are their own pseudo-speakers, but the adversaries' labels are the
     # real voices.
-    assert len(data.voices) == 6 and data.real_voices == ["a", "b", "c"]
+    assert len(data.by_voice) == 6 and data.real_voices == ["a", "b", "c"]
     crossed = 0
     for _ in range(30):
         picks = [data.rng.randrange(len(items)) for _ in range(6)]
@@ -73,3 +73,22 @@ def test_stage2_emotion_prompts_cross_speakers_but_keep_the_style() -> None:
     b = data.batch(8, emotional_only=True)
     assert set(b["style"].tolist()) <= {EMOTION_NAMES.index("sad"), EMOTION_NAMES.index("happy")}
     assert b["voice"].max() < 3
+
+
+def test_reversal_stops_at_chance() -> None:
+    """A head already at or beyond chance passes no gradient back: the encoder removes the voice
+    rather than making the heads confidently wrong."""
+    torch.manual_seed(0)
+    adv = _SpeakerAdversaries(dim=8, n_voices=3, seed=0, fit_steps=200)
+    voice = torch.arange(3).repeat(20)
+    vecs = torch.nn.functional.one_hot(voice, 8).float() * 3 + 0.1 * torch.randn(60, 8)
+    adv.fit(vecs, voice)  # well below chance now
+    x = vecs.clone().requires_grad_(True)
+    adv.reversed_loss(grad_reverse(x, 1.0), voice).backward()
+    assert x.grad is not None and float(x.grad.abs().sum()) > 0
+    wrong = (voice + 1) % 3  # labels the heads get confidently wrong: far above ln 3
+    x = vecs.clone().requires_grad_(True)
+    loss = adv.reversed_loss(grad_reverse(x, 1.0), wrong)
+    assert float(loss.detach()) > adv.chance and not loss.requires_grad
+    # Layer-normalised heads: scaling the vectors up changes nothing they predict.
+    assert torch.allclose(adv.loss(vecs * 50, voice), adv.loss(vecs, voice), atol=1e-3)
