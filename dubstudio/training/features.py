@@ -156,8 +156,8 @@ def _reusable(utts: list[Utterance], path: Path) -> dict[str, dict[str, object]]
     """Stored records (by uid) of the speakers whose utterances are all stored, unchanged."""
     if not path.is_file():
         return {}
-    stored = {r["meta"]["uid"]: r for r in torch.load(str(path), map_location="cpu",
-                                                      weights_only=True)}  # fmt: skip
+    records = torch.load(str(path), map_location="cpu", weights_only=True)
+    stored = {r["meta"]["uid"]: r for r in records}
     by_speaker: dict[str, list[Utterance]] = {}
     for u in utts:
         by_speaker.setdefault(speaker_of(u), []).append(u)
