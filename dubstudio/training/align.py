@@ -13,11 +13,8 @@ Dimension legend: P phone classes, F mel frames, N phones in the sequence.
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +23,7 @@ import torch
 from dubstudio.engine.audio import mel_spectrogram, resample
 from dubstudio.engine.small import FrameTokenizer, mel_config
 from dubstudio.engine.text.phonemes import PHONE_INDEX, PhonemeFrontEnd
-from dubstudio.training.corpus import Utterance, read_metadata
+from dubstudio.training.corpus import read_metadata, write_metadata
 
 log = logging.getLogger(__name__)
 
@@ -125,17 +122,6 @@ def align_corpus(
         if on_progress is not None and k % 200 == 0:
             on_progress(k / max(1, len(todo)), "align")
     if todo:
-        _write_metadata(corpus / "metadata.jsonl", utts)
+        write_metadata(corpus, utts)
     log.info("aligned %d utterances", len(todo))
     return len(todo)
-
-
-def _write_metadata(path: Path, utts: Sequence[Utterance]) -> None:
-    """Atomic rewrite of ``metadata.jsonl``."""
-    tmp = path.with_suffix(".jsonl.tmp")
-    with tmp.open("w", encoding="utf-8") as handle:
-        for u in utts:
-            handle.write(json.dumps(asdict(u)) + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    tmp.replace(path)

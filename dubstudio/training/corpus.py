@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import random
 import shutil
 import subprocess
@@ -269,11 +270,6 @@ def speaker_of(utt: Utterance) -> str:
     return f"{utt.voice}{utt.shift:+d}" if utt.shift else utt.voice
 
 
-def flite_available() -> bool:
-    """True if the ``flite`` program is installed."""
-    return shutil.which("flite") is not None
-
-
 #: The program each engine needs, and the Debian package that provides it.
 _PROGRAMS = {
     "flite": ("flite", "flite"),
@@ -292,11 +288,6 @@ def engine_of(voice: str) -> str:
     if voice in PICO_VOICES:
         return "pico"
     return "flite"
-
-
-def voice_available(voice: str) -> bool:
-    """True if the engine of ``voice`` is installed."""
-    return shutil.which(_PROGRAMS[engine_of(voice)][0]) is not None
 
 
 def _require(engine: str) -> None:
@@ -551,3 +542,16 @@ def read_metadata(corpus_dir: str | Path) -> list[Utterance]:
             d["phones"] = [tuple(p) for p in d["phones"]]
             out.append(Utterance(**d))
     return out
+
+
+def write_metadata(corpus_dir: str | Path, utts: list[Utterance]) -> None:
+    """Rewrite ``metadata.jsonl`` of a corpus directory atomically (temporary file, fsync,
+    rename), e.g. after the alignment filled in phone timings."""
+    path = Path(corpus_dir) / "metadata.jsonl"
+    tmp = path.with_suffix(".jsonl.tmp")
+    with tmp.open("w", encoding="utf-8") as handle:
+        for u in utts:
+            handle.write(json.dumps(asdict(u)) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    tmp.replace(path)

@@ -311,8 +311,11 @@ class _SpeakerAdversaries(nn.Module):
                 )
             ]
         )
-        self.opt = torch.optim.AdamW(self.parameters(), lr=5e-3, weight_decay=0.01)
+        self.opt = self._optimizer()
         self.born = 0
+
+    def _optimizer(self) -> torch.optim.Optimizer:
+        return torch.optim.AdamW(self.parameters(), lr=5e-3, weight_decay=0.01)
 
     def refresh(self, step: int) -> None:
         """Re-initialise every head (and its optimiser) once per ``period`` steps."""
@@ -325,7 +328,7 @@ class _SpeakerAdversaries(nn.Module):
                     bound = 1.0 / math.sqrt(module.in_features)
                     module.weight.uniform_(-bound, bound, generator=self.gen)
                     module.bias.uniform_(-bound, bound, generator=self.gen)
-        self.opt = torch.optim.AdamW(self.parameters(), lr=5e-3, weight_decay=0.01)
+        self.opt = self._optimizer()
 
     def loss(self, emovec: torch.Tensor, voice: torch.Tensor) -> torch.Tensor:
         """Mean cross-entropy of the heads: emotion vectors (B, D), voice labels (B,)."""
