@@ -44,7 +44,7 @@ from dubstudio.engine.api import (
     VoiceRef,
     raise_if_stopped,
 )
-from dubstudio.engine.audio import resample
+from dubstudio.engine.audio import match_spectral_mean, resample
 from dubstudio.engine.bundles import KIND_OFFICIAL, KIND_SMALL, ModelBundle, load_bundle
 from dubstudio.engine.device import autocast_context, select_device
 from dubstudio.engine.reference import (
@@ -85,6 +85,8 @@ class EngineComponents:
         text_to_emotion: Description -> eight weights, or None.
         decode_params: T2S sampling settings (None = the T2S defaults).
         cfg_rate: Classifier-free guidance strength of the S2M decoder.
+        timbre_match: Strength of `audio.match_spectral_mean` between the decoded mel and the
+            voice's reference mel (0 = off; the bundled model uses 1).
     """
 
     bundle: ModelBundle
@@ -99,6 +101,7 @@ class EngineComponents:
     text_to_emotion: Callable[[str], Sequence[float]] | None = None
     decode_params: Any = None
     cfg_rate: float = 0.7
+    timbre_match: float = 0.0
     extras: dict[str, Any] = field(default_factory=dict)
 
 
@@ -664,6 +667,7 @@ class Synthesizer:
             should_stop=should_stop,
         )  # (B, M, F_max)
         mel = torch.cat([mel[i, :, :f] for i, f in enumerate(frames)], dim=-1)[None]  # (1, M, F)
+        mel = match_spectral_mean(mel, voice.features.ref_mel, c.timbre_match)
         timings["s2m"] = time.perf_counter() - t0
         raise_if_stopped(should_stop, "vocoder")
 

@@ -202,6 +202,10 @@ def small_config(size: str = "default") -> dict[str, Any]:
         "t2e": {"hidden": 16 if tiny else 128},
         "emo_num": [1] * 8,
         "onnx_vocoder": not tiny,
+        # Per-band gain from the decoded mel's long-term spectrum to the reference clip's
+        # (`audio.match_spectral_mean`): with nine training voices the decoder lands near the
+        # closest one; this carries the reference's own spectral balance over.
+        "timbre_match": 1.0,
         # Phone tokens repeat for a phone's duration: the official repetition penalty would
         # forbid that, so it is off; plain sampling is fast.
         "decode": {
@@ -645,4 +649,5 @@ def build_components(bundle: Any, device: torch.device | None) -> Any:
         ),
         text_to_emotion=TextToEmotion(modules["t2e"]),  # type: ignore[arg-type]
         decode_params=DecodeParams(**config.get("decode", {})),
+        timbre_match=float(config.get("timbre_match", 0.0)),
     )

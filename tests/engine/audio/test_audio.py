@@ -15,6 +15,7 @@ from dubstudio.engine.audio import (
     MelConfig,
     kaldi_fbank,
     load_audio,
+    match_spectral_mean,
     mel_spectrogram,
     resample,
 )
@@ -96,3 +97,26 @@ def test_kaldi_fbank_is_mean_normalised() -> None:
     assert feats.shape == (1 + (16000 - 400) // 160, 80)
     assert feats.mean(dim=0).abs().max() < 1e-4
     assert feats.std() > 0.1
+
+
+def test_spectral_mean_matching_moves_speech_bands_and_keeps_detail() -> None:
+    """The generated mel takes the reference's per-band speech level; silent frames of either do
+    not count, and the frame-to-frame pattern is kept."""
+    torch.manual_seed(0)
+    bands, frames = 6, 40
+    tilt = torch.linspace(-1.0, 1.0, bands)[:, None]  # the reference voice's spectral balance
+    speech = torch.randn(bands, frames) * 0.3 - 2.0
+    ref = speech + tilt
+    ref[:, :10] = -11.5  # leading silence in the reference
+    gen = speech.clone()[None]
+    gen[0, :, -5:] = -11.5  # trailing silence in the render
+    out = match_spectral_mean(gen, ref[None])
+    active = slice(0, frames - 5)
+    want = ref[:, 10:].mean(1)
+    assert torch.allclose(out[0, :, active].mean(1), want, atol=1e-4)
+    # A per-band constant: the render's own frame pattern is untouched.
+    diff = out[0] - gen[0]
+    assert torch.allclose(diff, diff[:, :1].expand_as(diff))
+    half = match_spectral_mean(gen, ref[None], strength=0.5)
+    assert torch.allclose(half - gen, 0.5 * (out - gen), atol=1e-5)
+    assert match_spectral_mean(gen, ref, strength=0.0) is gen
