@@ -37,6 +37,13 @@ def register(subparsers: Any) -> None:
         "--init",
         help="bundle (directory or name) whose T2S and S2M weights a new run starts from",
     )
+    train.add_argument(
+        "--t2s-start-stage",
+        type=int,
+        choices=(1, 2),
+        default=1,
+        help="2: skip T2S stage 1 and re-run stages 2 and 3 on the --init model",
+    )
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--threads", type=int, default=1, help="torch threads")
     train.set_defaults(func=_run_train)
@@ -94,7 +101,7 @@ def _run_parallel(
                "--runs", args.runs, "--size", args.size, "--steps", str(cap),
                "--minutes", str(mins), "--seed", str(args.seed), "--threads", "1"]  # fmt: skip
         if args.init:
-            cmd += ["--init", args.init]
+            cmd += ["--init", args.init, "--t2s-start-stage", str(args.t2s_start_stage)]
         procs[stage] = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
     failed = [stage for stage, proc in procs.items() if proc.wait() != 0]
     if failed:
@@ -132,6 +139,7 @@ def _run_stages(
                 seed=args.seed,
                 plan=plan,
                 init=init,
+                t2s_start_stage=args.t2s_start_stage,
                 on_progress=_progress,
             )
             if isinstance(result, dict):

@@ -9,7 +9,7 @@ Measures (each printed in the table and written to MODEL_CARD.md):
 * emotion: each emotion at weight 1 vs calm at the same exact budget: F0 median, F0 range
   (p90 - p10), RMS energy; speaking rate from the T2S natural token count in free mode;
 * disentanglement: logistic-regression probe accuracy of the speaker from emotion vectors,
-  model after stage 1 (no GRL) vs final (GRL), on held-out utterances; chance = 1 / speakers;
+  the model entering stage 2 (no GRL) vs final (GRL), on held-out utterances; chance = 1 / speakers;
 * speed: seconds per second of audio for each pipeline stage.
 """
 
@@ -398,7 +398,8 @@ def grl_probe(t2s: Any, stage1_ckpt: Path, data: Path) -> list[tuple[str, str]]:
     )
     out = []
     chance = 1.0 / len(set(speakers))
-    for label, model in (("without GRL (after stage 1)", stage1), ("with GRL (final)", t2s)):
+    models = (("without GRL (the model entering stage 2)", stage1), ("with GRL (final)", t2s))
+    for label, model in models:
         vecs = np.stack([model.emotion_vector(f)[0].float().numpy() for f in feats])
         probe = LogisticRegression(max_iter=2000)
         spk = float(cross_val_score(probe, vecs, speakers, cv=4).mean())

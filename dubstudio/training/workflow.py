@@ -56,11 +56,13 @@ def run_stage(
     seed: int = 0,
     plan: CorpusPlan | None = None,
     init: Path | None = None,
+    t2s_start_stage: int = 1,
     on_progress: Progress | None = None,
 ) -> Any:
     """Run one stage (``corpus``, ``timed-features``, ``tokenizer``, ``align``, ``features``,
     ``t2s``, ``s2m``, ``t2e``); ``init`` is a bundle directory T2S and S2M start from when
-    they have no checkpoint yet."""
+    they have no checkpoint yet; ``t2s_start_stage`` 2 skips T2S stage 1 (see
+    `recipes.train_t2s`)."""
     data, runs = Path(data), Path(runs)
     config = small_config(size)
     budget = recipes.Budget(steps, minutes * 60.0)
@@ -82,7 +84,14 @@ def run_stage(
         )
     if stage == "align":
         tok = build_modules(config)["reference"].tokenizer  # type: ignore[union-attr]
-        state = torch.load(str(runs / "tokenizer.ckpt"), map_location="cpu", weights_only=True)
+        ckpt = runs / "tokenizer.ckpt"
+        if not ckpt.is_file() and init is not None:
+            # A warm-started run may align with the bundle's tokenizer (trained on every voice)
+            # instead of training one on the timed voices first; it becomes the run's tokenizer.
+            recipes._warm_start(tok, Path(init) / "reference.safetensors", prefix="tokenizer.")
+            runs.mkdir(parents=True, exist_ok=True)
+            torch.save({"model": tok.state_dict(), "step": 0}, str(ckpt))
+        state = torch.load(str(ckpt), map_location="cpu", weights_only=True)
         tok.load_state_dict(state["model"])
         return align_corpus(data / "corpus", tok, front_end(), on_progress=on_progress)
     if stage == "t2s":
@@ -95,6 +104,7 @@ def run_stage(
             seed=seed,
             batch=8 if size == "default" else 4,
             init=init,
+            start_stage=t2s_start_stage,
             on_progress=on_progress,
         )
     if stage == "s2m":

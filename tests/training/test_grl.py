@@ -1,5 +1,5 @@
-"""T2S stage 2 pieces: the gradient reversal layer, the re-initialised speaker adversaries, and
-the cross-speaker emotion prompts."""
+"""T2S stage 2 pieces: the gradient reversal layer, the re-initialised speaker adversaries, the
+cross-speaker emotion prompts and the style-invariance criterion."""
 
 from __future__ import annotations
 
@@ -8,7 +8,12 @@ import torch
 from dubstudio.core.model import EMOTION_NAMES
 from dubstudio.training.corpus import Utterance
 from dubstudio.training.features import Item
-from dubstudio.training.recipes import _SpeakerAdversaries, _T2SData, grad_reverse
+from dubstudio.training.recipes import (
+    _SpeakerAdversaries,
+    _StyleCentroids,
+    _T2SData,
+    grad_reverse,
+)
 
 
 def test_grad_reverse_is_identity_forward_and_negated_backward() -> None:
@@ -70,9 +75,37 @@ def test_stage2_emotion_prompts_cross_speakers_but_keep_the_style() -> None:
         _, same_idx = data.prompts(picks)
         assert all(data.group(i) == data.group(j) for i, j in zip(picks, same_idx, strict=True))
     assert crossed > 60  # about two thirds of 180 prompts come from another voice
-    b = data.batch(8, emotional_only=True)
-    assert set(b["style"].tolist()) <= {EMOTION_NAMES.index("sad"), EMOTION_NAMES.index("happy")}
+    b = data.batch(8, cross_speaker=True)
+    assert set(b["style"].tolist()) <= {EMOTION_NAMES.index(s) for s in ("calm", "sad", "happy")}
     assert b["voice"].max() < 3
+
+
+def test_style_invariance_is_low_only_when_vectors_tell_the_style_not_the_voice() -> None:
+    torch.manual_seed(0)
+    style = torch.arange(4).repeat(16)  # (64,)
+    voice = torch.arange(64) % 8
+    style_dirs, voice_dirs = torch.randn(4, 16) * 3, torch.randn(8, 16) * 3
+
+    def spread(vecs: torch.Tensor) -> float:
+        crit = _StyleCentroids(16, 4, momentum=0.0)  # means = this batch's
+        return float(crit.loss(vecs, style))
+
+    noise = 0.05 * torch.randn(64, 16)
+    styled = style_dirs[style] + noise
+    voiced = style_dirs[style] + voice_dirs[voice] + noise
+    assert spread(styled) < 0.01 < 0.2 < spread(voiced)
+    # Scaling every vector changes nothing: the encoder cannot lower it by shrinking them.
+    assert abs(spread(voiced * 0.01) - spread(voiced)) < 1e-3
+    # Its gradient pulls each vector towards its style's mean.
+    x = voiced.clone().requires_grad_(True)
+    crit = _StyleCentroids(16, 4, momentum=0.0)
+    crit.loss(x, style).backward()
+    assert x.grad is not None
+    moved = x.detach() - 10.0 * x.grad
+    assert spread(moved) < spread(voiced)
+    # One style seen so far: nothing to compare with, no gradient.
+    one = _StyleCentroids(16, 4).loss(x[style == 0], style[style == 0])
+    assert float(one.detach()) == 0.0
 
 
 def test_reversal_stops_at_chance() -> None:

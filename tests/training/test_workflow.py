@@ -201,6 +201,39 @@ def test_warm_start_begins_from_the_bundle_weights(
     assert float((s2m["embedding"]["weight"] - emb).abs().max()) < 1e-4
 
 
+def test_align_can_take_the_tokenizer_of_the_init_bundle(
+    trained: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    from dubstudio.engine.checkpoints import read_state_dict
+    from dubstudio.training import workflow
+
+    data, _, out = trained
+    runs = tmp_path / "runs"
+    workflow.run_stage("align", data, runs, size="tiny", init=out)
+    state = torch.load(str(runs / "tokenizer.ckpt"), weights_only=True)["model"]
+    want = read_state_dict(out / "reference.safetensors")
+    assert all(torch.equal(v, want[f"tokenizer.{k}"]) for k, v in state.items())
+    assert all(u.phones for u in read_metadata(data / "corpus"))
+
+
+def test_t2s_from_stage_two_keeps_the_warm_start_as_its_stage1_model(
+    trained: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    from dubstudio.engine.checkpoints import read_state_dict
+    from dubstudio.training import workflow
+
+    data, _, out = trained
+    runs = tmp_path / "runs"
+    workflow.run_stage("t2s", data, runs, size="tiny", steps=20, init=out, t2s_start_stage=2)
+    log = [json.loads(x) for x in (runs / "t2s.log").read_text().splitlines()]
+    # Logged at steps 10 and 20: stage 2 takes the first 25/45 of the budget, stage 3 the rest.
+    assert [x["stage"] for x in log] == [2, 3]
+    assert log[0]["invariance"] > 0
+    stage1 = torch.load(str(runs / "t2s_stage1.ckpt"), weights_only=True)["model"]
+    want = read_state_dict(out / "t2s.safetensors")
+    assert all(torch.equal(stage1[k], v) for k, v in want.items())
+
+
 @pytest.mark.slow
 def test_evaluate_measures_the_trained_bundle(trained: tuple[Path, Path, Path]) -> None:
     from dubstudio.training.evaluate import evaluate, format_table
