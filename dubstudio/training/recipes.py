@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dubstudio.core.errors import ValidationError
 from dubstudio.core.model import EMOTION_NAMES
 from dubstudio.engine.small import (
     T2EHead,
@@ -71,7 +72,7 @@ class _Run:
             handle.write(json.dumps(values) + "\n")
 
 
-def _warm_start(module: nn.Module, path: Path, prefix: str = "") -> None:
+def warm_start(module: nn.Module, path: Path, prefix: str = "") -> None:
     """Load a trainer's fresh ``module`` strictly from a bundle weight file (a warm start).
 
     Args:
@@ -433,10 +434,15 @@ def train_t2s(
     (cross-entropy, weighted by ``style_weight``): the corpus labels every style, and without
     this supervision the emotion conditioner learned too little of it to steer prosody.
     """
+    run = _Run(run_dir, "t2s")
     if start_stage == 2:
+        if init is None and not run.ckpt.is_file():
+            raise ValidationError(
+                "Starting T2S at stage 2 needs a trained model: pass --init BUNDLE (or resume "
+                f"a run in {run_dir})."
+            )
         s1, s2 = stage_split
         stage_split = (0.0, (s2 - s1) / (1.0 - s1))
-    run = _Run(run_dir, "t2s")
     torch.manual_seed(seed)
     model = build_modules(config)["t2s"]
     n_voices = len(_T2SData(items, front_end, seed).real_voices)
@@ -458,7 +464,7 @@ def train_t2s(
             style_opt.load_state_dict(state["style_opt"])
         step = int(state["step"])
     elif init is not None:
-        _warm_start(model, Path(init) / "t2s.safetensors")
+        warm_start(model, Path(init) / "t2s.safetensors")
     data = _T2SData(items, front_end, seed + step)
     grl_rng = random.Random(seed + step)
     # Stages follow the budget's progress (steps or time, whichever is further along), so a
@@ -608,8 +614,8 @@ def train_s2m(
             log.info("S2M checkpoint lacks %s; fusion layers start neutral", missing)
         step = int(state["step"])
     elif init is not None:
-        _warm_start(s2m, Path(init) / "s2m.safetensors")
-        _warm_start(emb, Path(init) / "reference.safetensors", prefix="embedding.")
+        warm_start(s2m, Path(init) / "s2m.safetensors")
+        warm_start(emb, Path(init) / "reference.safetensors", prefix="embedding.")
     teacher = _LatentTeacher(items, config, Path(run_dir), seed) if fusion else None
     gen = torch.Generator().manual_seed(seed + step)
     prior = float(state.get("elapsed", 0.0)) if state is not None else 0.0

@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from dubstudio.core.errors import ValidationError
 from dubstudio.core.model import EMOTION_NAMES
 from dubstudio.engine.small import build_modules, small_config, write_small_bundle
 from dubstudio.engine.text.phonemes import PhonemeFrontEnd, default_lexicon_path
@@ -34,8 +35,6 @@ def front_end() -> PhonemeFrontEnd:
     """The training front-end (CMU lexicon from the pocketsphinx package)."""
     path = default_lexicon_path()
     if path is None:
-        from dubstudio.core.errors import ValidationError
-
         raise ValidationError("Training needs the 'pocketsphinx' package (its CMU dictionary).")
     return PhonemeFrontEnd.from_file(path)
 
@@ -85,14 +84,20 @@ def run_stage(
     if stage == "align":
         tok = build_modules(config)["reference"].tokenizer  # type: ignore[union-attr]
         ckpt = runs / "tokenizer.ckpt"
-        if not ckpt.is_file() and init is not None:
+        if ckpt.is_file():
+            state = torch.load(str(ckpt), map_location="cpu", weights_only=True)
+            tok.load_state_dict(state["model"])
+        elif init is not None:
             # A warm-started run may align with the bundle's tokenizer (trained on every voice)
             # instead of training one on the timed voices first; it becomes the run's tokenizer.
-            recipes._warm_start(tok, Path(init) / "reference.safetensors", prefix="tokenizer.")
+            recipes.warm_start(tok, Path(init) / "reference.safetensors", prefix="tokenizer.")
             runs.mkdir(parents=True, exist_ok=True)
             torch.save({"model": tok.state_dict(), "step": 0}, str(ckpt))
-        state = torch.load(str(ckpt), map_location="cpu", weights_only=True)
-        tok.load_state_dict(state["model"])
+        else:
+            raise ValidationError(
+                f"No tokenizer to align with in {runs}: run 'dubstudio train tokenizer' first, "
+                "or pass --init BUNDLE to align with that bundle's tokenizer."
+            )
         return align_corpus(data / "corpus", tok, front_end(), on_progress=on_progress)
     if stage == "t2s":
         return recipes.train_t2s(

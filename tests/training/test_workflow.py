@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from dubstudio.core.errors import ValidationError
 from dubstudio.training.corpus import SHIFTS, CorpusPlan, make_sentences, read_metadata
 from dubstudio.training.evaluate import prosody, wer
 
@@ -231,6 +232,11 @@ def test_t2s_from_stage_two_keeps_the_warm_start_as_its_stage1_model(
     assert log[0]["invariance"] > 0
     stage1 = torch.load(str(runs / "t2s_stage1.ckpt"), weights_only=True)["model"]
     want = read_state_dict(out / "t2s.safetensors")
+    # Without a model to start from, stage 2 would train on random weights: refused.
+    with pytest.raises(ValidationError, match="--init"):
+        workflow.run_stage("t2s", data, tmp_path / "empty", size="tiny", t2s_start_stage=2)
+    with pytest.raises(ValidationError, match="train tokenizer"):
+        workflow.run_stage("align", data, tmp_path / "empty", size="tiny")
     assert all(torch.equal(stage1[k], v) for k, v in want.items())
 
 
