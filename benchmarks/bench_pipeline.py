@@ -2,9 +2,12 @@
 
 Stages: conditioning (per second of reference clip, paid once per voice), T2S (token decoding
 plus the latent pass), S2M per Euler step, vocoder, and the whole line. Runs both tiny random
-bundle kinds always, and the bundled default model (or ``--model NAME_OR_DIR``) when installed.
+bundle kinds always, and the bundled default model (or ``--model NAME_OR_DIR``) when installed:
+its decoder schedule as shipped beside ``--compare-steps`` uniform Euler steps, alternating
+``--rounds`` times, with the ratio of the two.
 
-    python benchmarks/bench_pipeline.py [--model default] [--lines 3] [--seconds 3] [--steps 10]
+    python benchmarks/bench_pipeline.py [--model default] [--lines 3] [--seconds 3] [--steps N]
+        [--compare-steps 10] [--rounds 2] [--threads 2]
 """
 
 from __future__ import annotations
@@ -47,8 +50,11 @@ def make_voice(folder: Path) -> Path:
 
 
 def bench(
-    label: str, syn: Synthesizer, voice: Path, lines: int, seconds: float, steps: int
-) -> None:
+    label: str, syn: Synthesizer, voice: Path, lines: int, seconds: float, steps: int | None
+) -> dict[str, float]:
+    """Print and return seconds per second of audio for each stage (``steps`` None: the
+    bundle's default)."""
+    steps = steps or syn.bundle.cfm_steps
     ref_seconds = sf.info(str(voice)).duration
     vref = VoiceRef.from_file(voice)
     t0 = time.perf_counter()
@@ -84,6 +90,33 @@ def bench(
     print(f"  {'s2m all steps':24s} {totals['s2m'] / audio_s:18.4f}")
     print(f"  {'vocoder':24s} {totals['vocoder'] / audio_s:18.4f}")
     print(f"  {'whole line (RTF)':24s} {wall / audio_s:18.4f}")
+    return {"s2m": totals["s2m"] / audio_s, "line": wall / audio_s}
+
+
+def compare_schedules(name: str, syn: Synthesizer, voice: Path, args: argparse.Namespace) -> None:
+    """The bundle's decoder schedule (its steps and sway) vs uniform ``args.compare_steps``
+    steps, alternating, then the ratios of the per-schedule means."""
+    shipped_sway = syn.components.cfm_sway
+    runs: dict[str, list[dict[str, float]]] = {"shipped": [], "uniform": []}
+    for _ in range(args.rounds):
+        syn.components.cfm_sway = shipped_sway
+        label = f"{name}, as shipped (sway {shipped_sway:g})"
+        runs["shipped"].append(bench(label, syn, voice, args.lines, args.seconds, args.steps))
+        syn.components.cfm_sway = 0.0
+        label = f"{name}, uniform schedule"
+        runs["uniform"].append(
+            bench(label, syn, voice, args.lines, args.seconds, args.compare_steps)
+        )
+    syn.components.cfm_sway = shipped_sway
+    mean = {
+        k: {s: float(np.mean([r[s] for r in v])) for s in ("s2m", "line")} for k, v in runs.items()
+    }
+    print(
+        f"\nshipped schedule vs {args.compare_steps} uniform steps, mean of {args.rounds} rounds:"
+    )
+    for stage in ("s2m", "line"):
+        a, b = mean["shipped"][stage], mean["uniform"][stage]
+        print(f"  {stage:6s} {a:.4f} vs {b:.4f} s per s of audio  ({b / a:.2f}x faster)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -91,7 +124,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="default", help="model name or directory")
     parser.add_argument("--lines", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=3.0)
-    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--steps", type=int, default=None, help="CFM steps (bundle default)")
+    parser.add_argument("--compare-steps", type=int, default=10, help="uniform steps to compare")
+    parser.add_argument("--rounds", type=int, default=2, help="alternating rounds of the pair")
     parser.add_argument("--device", default="cpu")
     parser.add_argument(
         "--threads", type=int, default=0, help="torch CPU threads (0: torch's default)"
@@ -118,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\nmodel '{args.model}' not available: {exc}")
             return 0
         syn = Synthesizer.from_bundle(bundle, args.device)
-        bench(f"{bundle.name} ({bundle.kind})", syn, voice, args.lines, args.seconds, args.steps)
+        compare_schedules(f"{bundle.name} ({bundle.kind})", syn, voice, args)
     return 0
 
 

@@ -85,6 +85,8 @@ class EngineComponents:
         text_to_emotion: Description -> eight weights, or None.
         decode_params: T2S sampling settings (None = the T2S defaults).
         cfg_rate: Classifier-free guidance strength of the S2M decoder.
+        cfm_sway: Sway coefficient of the S2M decoder's step schedule (0 = uniform; see
+            `s2m.model.sway_schedule`).
         timbre_match: Strength of `audio.match_spectral_mean` between the decoded mel and the
             voice's reference mel (0 = off; the bundled model uses 1).
     """
@@ -101,6 +103,7 @@ class EngineComponents:
     text_to_emotion: Callable[[str], Sequence[float]] | None = None
     decode_params: Any = None
     cfg_rate: float = 0.7
+    cfm_sway: float = 0.0
     timbre_match: float = 0.0
     extras: dict[str, Any] = field(default_factory=dict)
 
@@ -661,6 +664,7 @@ class Synthesizer:
             voice.features.style,
             steps=steps,
             cfg_rate=c.cfg_rate,
+            sway=c.cfm_sway,
             frame_lens=frames,
             generator=generator,
             on_progress=lambda f, _s: progress("s2m", f),

@@ -141,7 +141,7 @@ def export_bundle(
     *,
     size: str = "default",
     name: str = "dubstudio-small-en",
-    cfm_steps: int = 10,
+    cfm_steps: int = 6,
 ) -> Path:
     """Assemble a bundle from the checkpoints in ``runs``.
 

@@ -36,6 +36,13 @@ def strip_data_parallel(state: dict[str, torch.Tensor]) -> dict[str, torch.Tenso
     return out
 
 
+def sway_schedule(steps: int, sway: float, device: torch.device | str = "cpu") -> torch.Tensor:
+    """Time points 0 = t_0 < … < t_n = 1 of an n-step flow-matching solve with sway
+    coefficient ``sway`` (F5-TTS's sway sampling; 0 gives the uniform grid). (n + 1,)"""
+    u = torch.linspace(0, 1, steps + 1, device=device)
+    return u + sway * (torch.cos(torch.pi / 2 * u) - 1 + u)
+
+
 class CFM(nn.Module):
     """Holder of the velocity estimator (official key prefix `cfm.estimator.`)."""
 
@@ -176,6 +183,7 @@ class S2MModel(nn.Module):
         *,
         steps: int = 25,
         cfg_rate: float = 0.7,
+        sway: float = 0.0,
         temperature: float = 1.0,
         frame_lens: list[int] | None = None,
         generator: torch.Generator | None = None,
@@ -184,10 +192,13 @@ class S2MModel(nn.Module):
     ) -> torch.Tensor:
         """Flow-matching decode of the mel for the generated region.
 
-        Euler over a uniform schedule t = 0, 1/n, …, (n−1)/n. Classifier-free guidance evaluates
-        the conditional and unconditional branches in one batch; the unconditional branch zeroes
-        the prompt mel, style and content (before the content projection). The prompt region is
-        zeroed in x at the start and after every step, and returned frames exclude it.
+        Euler over the schedule t_k = u + s·(cos(π/2·u) − 1 + u), u = k/n (sway sampling; s = 0
+        is the uniform schedule, s < 0 spends more steps near the noise, where the flow's
+        direction changes most, which keeps quality at fewer steps). Classifier-free guidance
+        evaluates the conditional and unconditional branches in one batch; the unconditional
+        branch zeroes the prompt mel, style and content (before the content projection). The
+        prompt region is zeroed in x at the start and after every step, and returned frames
+        exclude it.
 
         Args:
             cond: Regulated content of the generated part (B, F, C).
@@ -196,6 +207,7 @@ class S2MModel(nn.Module):
             style: Speaker style (B or 1, S).
             steps: Euler steps (25 official; fewer trade quality for speed).
             cfg_rate: Guidance strength r in v = (1+r)·v_cond − r·v_uncond (0 disables CFG).
+            sway: Sway coefficient s of the schedule, in [-1, 1] (0 = uniform).
             temperature: Scale of the initial noise.
             frame_lens: Valid generated frames per item (default all F).
             generator: Random generator for the initial noise (reproducible renders).
@@ -207,6 +219,8 @@ class S2MModel(nn.Module):
         """
         if steps < 1:
             raise ValueError("steps must be at least 1")
+        if not -1.0 <= sway <= 1.0:
+            raise ValueError(f"sway must lie in [-1, 1], got {sway}")
         b, f_gen, _ = cond.shape
         f_ref = prompt_condition.shape[1]
         if ref_mel.shape[-1] != f_ref:
@@ -235,7 +249,7 @@ class S2MModel(nn.Module):
             style_in = torch.cat([style, torch.zeros_like(style)])
             mu_in = torch.cat([mu, torch.zeros_like(mu)])
             lens_in = torch.cat([lens, lens])
-        t_span = torch.linspace(0, 1, steps + 1, device=cond.device)
+        t_span = sway_schedule(steps, sway, cond.device)
         for k in range(1, steps + 1):
             if should_stop is not None and should_stop():
                 raise RenderCancelled("Rendering was cancelled.")

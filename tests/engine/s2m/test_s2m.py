@@ -11,6 +11,7 @@ from safetensors.torch import save_file
 from dubstudio.core.errors import CheckpointMismatchError, RenderCancelled
 from dubstudio.engine import checkpoints
 from dubstudio.engine.s2m import S2MConfig, S2MModel
+from dubstudio.engine.s2m.model import sway_schedule
 
 MANIFESTS = Path(__file__).resolve().parents[2] / "data" / "indextts2-manifests"
 
@@ -93,6 +94,39 @@ def test_cfg_matches_two_separate_estimator_calls() -> None:
         )
     expected = (x0 + (1 + r) * vc - r * vu)[:, :, 5:]
     torch.testing.assert_close(out, expected, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("sway", [-1.0, -0.5, 0.0, 0.7, 1.0])
+def test_sway_schedule_runs_from_noise_to_data_monotonically(sway: float) -> None:
+    t = sway_schedule(8, sway)
+    assert t.shape == (9,)
+    assert t[0].item() == 0.0 and abs(t[-1].item() - 1.0) < 1e-6
+    assert torch.all(t[1:] > t[:-1])
+
+
+def test_negative_sway_puts_the_first_steps_nearer_the_noise() -> None:
+    torch.testing.assert_close(sway_schedule(5, 0.0), torch.linspace(0, 1, 6))
+    uniform, swayed = sway_schedule(6, 0.0), sway_schedule(6, -1.0)
+    assert torch.all(swayed[1:-1] < uniform[1:-1])
+    # s = -1 is 1 - cos(pi/2 u)
+    u = torch.linspace(0, 1, 7)
+    torch.testing.assert_close(swayed, 1 - torch.cos(torch.pi / 2 * u))
+
+
+def test_one_step_with_sway_is_one_euler_step_of_the_whole_interval() -> None:
+    """A single step spans t = 0..1 whatever the sway, so the result equals the uniform one;
+    with more steps the schedule changes the result."""
+    model = _model()
+    cond, pc, ref_mel, style = _inputs(model, frames=9, f_ref=5)
+
+    def run(steps: int, sway: float) -> torch.Tensor:
+        g = torch.Generator().manual_seed(3)
+        return model.generate(cond, pc, ref_mel, style, steps=steps, sway=sway, generator=g)
+
+    torch.testing.assert_close(run(1, -1.0), run(1, 0.0))
+    assert not torch.allclose(run(4, -1.0), run(4, 0.0))
+    with pytest.raises(ValueError, match="sway"):
+        run(2, -1.5)
 
 
 def test_cancellation_mid_cfm_and_progress() -> None:

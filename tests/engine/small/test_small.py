@@ -91,6 +91,37 @@ def test_tiny_small_bundle_renders_exact_budget(tmp_path: Path) -> None:
     assert load_bundle(again).identity == bundle.identity
 
 
+def test_decoder_settings_come_from_the_bundle_config(tmp_path: Path) -> None:
+    """Guidance, step schedule and timbre match are bundle settings: the small builder reads
+    them, and changing the schedule changes the render (same seed, same steps)."""
+    import json
+
+    from dubstudio.engine.api import SynthesisRequest, VoiceRef
+    from dubstudio.engine.bundles import load_bundle
+    from dubstudio.engine.pipeline import Synthesizer
+    from dubstudio.engine.small import create_tiny_small_bundle, small_config
+
+    t = np.arange(22050) / 22050
+    sf.write(tmp_path / "v.wav", (0.3 * np.sin(2 * np.pi * 140 * t)).astype(np.float32), 22050)
+    request = SynthesisRequest(
+        text="hello world", voice=VoiceRef(str(tmp_path / "v.wav")), sample_rate=16000,
+        target_samples=8000, duration_mode="exact", seed=3,
+    )  # fmt: skip
+    renders = []
+    for sway, cfg in ((-1.0, 1.6), (0.0, 0.7)):
+        root = create_tiny_small_bundle(tmp_path / f"b{sway}", seed=1)
+        manifest = json.loads((root / "bundle.json").read_text())
+        assert manifest["config"]["cfm_sway"] == small_config("tiny")["cfm_sway"] == -1.0
+        manifest["config"].update(cfm_sway=sway, cfg_rate=cfg, timbre_match=0.5)
+        (root / "bundle.json").write_text(json.dumps(manifest))
+        synth = Synthesizer.from_bundle(load_bundle(root))
+        c = synth.components
+        assert (c.cfm_sway, c.cfg_rate, c.timbre_match) == (sway, cfg, 0.5)
+        renders.append(synth.synthesize(request).audio)
+    assert len(renders[0]) == len(renders[1]) == 8000
+    assert not np.allclose(renders[0], renders[1])
+
+
 def test_tokenizer_codes_have_token_rate_length() -> None:
     from dubstudio.engine.small import FrameTokenizer
 
