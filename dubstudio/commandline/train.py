@@ -125,7 +125,7 @@ def _run_stages(
         t0 = time.monotonic()
         if stage == "export":
             path = workflow.export_bundle(
-                args.data, args.runs, args.out, size=args.size, name=args.name
+                args.data, args.runs, args.out, size=args.size, name=args.name, init=init
             )
             print(f"bundle written to {path}")
         else:

@@ -616,7 +616,7 @@ def train_s2m(
     elif init is not None:
         warm_start(s2m, Path(init) / "s2m.safetensors")
         warm_start(emb, Path(init) / "reference.safetensors", prefix="embedding.")
-    teacher = _LatentTeacher(items, config, Path(run_dir), seed) if fusion else None
+    teacher = _LatentTeacher(items, config, Path(run_dir), seed, init) if fusion else None
     gen = torch.Generator().manual_seed(seed + step)
     prior = float(state.get("elapsed", 0.0)) if state is not None else 0.0
     start = time.monotonic()
@@ -674,15 +674,25 @@ class _LatentTeacher:
 
     As at inference, the latents come from the teacher-forced pass with speaker latents of
     another utterance of the voice and the emotion vector of another utterance of the same voice
-    and style. The checkpoint is re-read when it changes, so S2M can train while T2S does; with
-    no checkpoint the T2S weights are the random initialisation (tests).
+    and style. The checkpoint is re-read when it changes, so S2M can train while T2S does. Until
+    there is one, the teacher is the ``init`` bundle's T2S (a warm-started S2M continues on the
+    latents it was trained on), or without ``init`` the random initialisation (tests).
     """
 
-    def __init__(self, items: Sequence[Item], config: Mapping[str, Any], run_dir: Path, seed: int):
+    def __init__(
+        self,
+        items: Sequence[Item],
+        config: Mapping[str, Any],
+        run_dir: Path,
+        seed: int,
+        init: Path | None = None,
+    ):
         from dubstudio.training.workflow import front_end
 
         self.model = build_modules(config)["t2s"].eval()
         self.path = run_dir / "t2s.ckpt"
+        if init is not None and not self.path.is_file():
+            warm_start(self.model, Path(init) / "t2s.safetensors")
         self.mtime = 0.0
         self.data = _T2SData(items, front_end(), seed + 1)
         self.refresh()

@@ -142,13 +142,15 @@ def export_bundle(
     size: str = "default",
     name: str = "dubstudio-small-en",
     cfm_steps: int = 6,
+    init: Path | None = None,
 ) -> Path:
     """Assemble a bundle from the checkpoints in ``runs``.
 
     The emotion matrices are derived from the trained T2S: emo_matrix row k is the mean emotion
     vector of training utterances in style k (prompted by another utterance of that voice and
     style), spk_matrix row k the mean GE2E style of that style's utterances (one row per class,
-    so `EmotionMatrices.nearest_rows` always picks it).
+    so `EmotionMatrices.nearest_rows` always picks it). A T2S or T2E checkpoint the run lacks
+    comes from the ``init`` bundle (a run that continued only S2M).
     """
     data, runs = Path(data), Path(runs)
     config = small_config(size)
@@ -157,13 +159,18 @@ def export_bundle(
     def ck(name: str) -> dict[str, Any]:
         return torch.load(str(runs / f"{name}.ckpt"), map_location="cpu", weights_only=True)  # type: ignore[no-any-return]
 
-    mods["t2s"].load_state_dict(ck("t2s")["model"])
+    if init is not None and not (runs / "t2s.ckpt").is_file():
+        recipes.warm_start(mods["t2s"], Path(init) / "t2s.safetensors")
+    else:
+        mods["t2s"].load_state_dict(ck("t2s")["model"])
     s2m_state = ck("s2m")
     mods["s2m"].load_state_dict(s2m_state["s2m"])
     mods["reference"].embedding.load_state_dict(s2m_state["embedding"])  # type: ignore[union-attr]
     mods["reference"].tokenizer.load_state_dict(ck("tokenizer")["model"])  # type: ignore[union-attr]
     if (runs / "t2e.ckpt").is_file():
         mods["t2e"].load_state_dict(ck("t2e")["model"])
+    elif init is not None:
+        recipes.warm_start(mods["t2e"], Path(init) / "t2e.safetensors")
     items = train_items(data)
     t2s = mods["t2s"].eval()
     data_src = recipes._T2SData(items, front_end(), seed=0)

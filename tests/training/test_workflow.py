@@ -202,6 +202,38 @@ def test_warm_start_begins_from_the_bundle_weights(
     assert float((s2m["embedding"]["weight"] - emb).abs().max()) < 1e-4
 
 
+def test_s2m_alone_continues_on_the_init_bundle_and_exports_its_other_parts(
+    trained: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    """A run that continues only S2M: the latent teacher is the init bundle's T2S (not a random
+    one), and export takes T2S and T2E from the init bundle."""
+    from dubstudio.engine.checkpoints import read_state_dict
+    from dubstudio.training import recipes, workflow
+    from dubstudio.training.workflow import train_items
+
+    data, runs_trained, out = trained
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    shutil.copy(runs_trained / "tokenizer.ckpt", runs / "tokenizer.ckpt")
+    teacher = recipes._LatentTeacher(
+        train_items(data), workflow.small_config("tiny"), runs, 0, init=out
+    )
+    want = read_state_dict(out / "t2s.safetensors")
+    assert all(torch.equal(teacher.model.state_dict()[k], v) for k, v in want.items())
+    workflow.run_stage("s2m", data, runs, size="tiny", steps=2, init=out)
+    assert not (runs / "t2s.ckpt").exists() and not (runs / "t2e.ckpt").exists()
+    root = workflow.export_bundle(data, runs, tmp_path / "bundle", size="tiny", init=out)
+    for part in ("t2s", "t2e"):
+        got, ref = (
+            read_state_dict(root / f"{part}.safetensors"),
+            read_state_dict(out / f"{part}.safetensors"),
+        )
+        assert got.keys() == ref.keys() and all(torch.equal(got[k], ref[k]) for k in ref), part
+    # S2M itself is the run's: two steps away from the bundle's.
+    got, ref = read_state_dict(root / "s2m.safetensors"), read_state_dict(out / "s2m.safetensors")
+    assert any(not torch.equal(got[k], ref[k]) for k in ref)
+
+
 def test_align_can_take_the_tokenizer_of_the_init_bundle(
     trained: tuple[Path, Path, Path], tmp_path: Path
 ) -> None:
