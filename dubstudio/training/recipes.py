@@ -89,6 +89,25 @@ def warm_start(module: nn.Module, path: Path, prefix: str = "") -> None:
     log.info("warm start from %s", path)
 
 
+def load_run_or_bundle(
+    module: nn.Module, ckpt: Path, init: Path | None, weights: str, prefix: str = ""
+) -> str | None:
+    """Load ``module`` from the run's checkpoint ``ckpt`` (its ``"model"`` entry) when there is
+    one, else warm-start it from the ``init`` bundle's ``weights`` file (keys under ``prefix``).
+
+    Returns:
+        ``"run"``, ``"bundle"``, or None when there is neither (``module`` is left as built).
+    """
+    if ckpt.is_file():
+        state = torch.load(str(ckpt), map_location="cpu", weights_only=True)
+        module.load_state_dict(state["model"])
+        return "run"
+    if init is not None:
+        warm_start(module, Path(init) / weights, prefix=prefix)
+        return "bundle"
+    return None
+
+
 def _set_lr(opt: torch.optim.Optimizer, base: float, step: int, progress: float) -> None:
     """Linear warm-up over 100 steps, then cosine decay to 10 % of ``base`` at the budget's end."""
     warm = min(1.0, (step + 1) / 100)

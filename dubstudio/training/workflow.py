@@ -84,16 +84,15 @@ def run_stage(
     if stage == "align":
         tok = build_modules(config)["reference"].tokenizer  # type: ignore[union-attr]
         ckpt = runs / "tokenizer.ckpt"
-        if ckpt.is_file():
-            state = torch.load(str(ckpt), map_location="cpu", weights_only=True)
-            tok.load_state_dict(state["model"])
-        elif init is not None:
-            # A warm-started run may align with the bundle's tokenizer (trained on every voice)
-            # instead of training one on the timed voices first; it becomes the run's tokenizer.
-            recipes.warm_start(tok, Path(init) / "reference.safetensors", prefix="tokenizer.")
+        # A warm-started run may align with the bundle's tokenizer (trained on every voice)
+        # instead of training one on the timed voices first; it becomes the run's tokenizer.
+        source = recipes.load_run_or_bundle(
+            tok, ckpt, init, "reference.safetensors", prefix="tokenizer."
+        )
+        if source == "bundle":
             runs.mkdir(parents=True, exist_ok=True)
             torch.save({"model": tok.state_dict(), "step": 0}, str(ckpt))
-        else:
+        elif source is None:
             raise ValidationError(
                 f"No tokenizer to align with in {runs}: run 'dubstudio train tokenizer' first, "
                 "or pass --init BUNDLE to align with that bundle's tokenizer."
@@ -159,18 +158,16 @@ def export_bundle(
     def ck(name: str) -> dict[str, Any]:
         return torch.load(str(runs / f"{name}.ckpt"), map_location="cpu", weights_only=True)  # type: ignore[no-any-return]
 
-    if init is not None and not (runs / "t2s.ckpt").is_file():
-        recipes.warm_start(mods["t2s"], Path(init) / "t2s.safetensors")
-    else:
-        mods["t2s"].load_state_dict(ck("t2s")["model"])
+    if recipes.load_run_or_bundle(mods["t2s"], runs / "t2s.ckpt", init, "t2s.safetensors") is None:
+        raise ValidationError(
+            f"No T2S checkpoint in {runs}: run 'dubstudio train t2s' first, or pass --init BUNDLE "
+            "to export that bundle's T2S."
+        )
     s2m_state = ck("s2m")
     mods["s2m"].load_state_dict(s2m_state["s2m"])
     mods["reference"].embedding.load_state_dict(s2m_state["embedding"])  # type: ignore[union-attr]
     mods["reference"].tokenizer.load_state_dict(ck("tokenizer")["model"])  # type: ignore[union-attr]
-    if (runs / "t2e.ckpt").is_file():
-        mods["t2e"].load_state_dict(ck("t2e")["model"])
-    elif init is not None:
-        recipes.warm_start(mods["t2e"], Path(init) / "t2e.safetensors")
+    recipes.load_run_or_bundle(mods["t2e"], runs / "t2e.ckpt", init, "t2e.safetensors")
     items = train_items(data)
     t2s = mods["t2s"].eval()
     data_src = recipes._T2SData(items, front_end(), seed=0)
