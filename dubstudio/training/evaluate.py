@@ -208,6 +208,8 @@ def evaluate(
     src_closer = src_total = 0
     per_voice: dict[str, list[int]] = {}  # voice -> [model errors, source errors, words]
     own_sims: list[float] = []
+    pitch_ratios: list[float] = []
+    ref_f0 = {v: prosody(*sf.read(str(refs[v]), dtype="float32"))[0] for v in heldout}
     other_sims: list[float] = []
     stage_sec: dict[str, float] = {}
     audio_sec = 0.0
@@ -252,6 +254,7 @@ def evaluate(
             if voice in heldout:
                 total += 1
                 closer += int(own > max(sims.values()))
+                pitch_ratios.append(prosody(out.audio, 22050)[0] / ref_f0[voice])
                 if src is not None:  # the same measure on the voice's own recording: its ceiling
                     src_emb = ge2e.embed(torch.from_numpy(_resample16(src_audio, src_rate)))
                     src_sims = {v: float(src_emb @ ref_emb[v]) for v in all_voices}
@@ -271,6 +274,8 @@ def evaluate(
         ("GE2E cosine to closest other speaker (mean)", f"{np.mean(other_sims):.3f}"),
         ("held-out-voice lines closer to own reference (target >= 80 %)",
          f"{100 * closer / max(1, total):.0f} % ({closer}/{total})"),
+        ("held-out voices: median F0 of the render / of the reference (median over lines)",
+         _median_text([r for r in pitch_ratios if np.isfinite(r)])),
         ("the same for the held-out voices' own recordings (ceiling)",
          f"{100 * src_closer / max(1, src_total):.0f} % ({src_closer}/{src_total})"),
         ("exact-budget renders with exact length", f"{exact_ok}/{exact_n}"),
@@ -321,6 +326,10 @@ def evaluate(
         res.rows += grl_probe(comp.t2s, Path(runs) / "t2s_stage1.ckpt", data)
     shutil.rmtree(tmp, ignore_errors=True)
     return res
+
+
+def _median_text(values: list[float]) -> str:
+    return f"{np.median(values):.2f}" if values else "n/a (nothing voiced)"
 
 
 def _column_means(rows: list[tuple[float, ...]]) -> np.ndarray:

@@ -44,6 +44,21 @@ def train_items(data: Path) -> list[Item]:
     return [it for it in load_items(data / "features.pt") if it.utt.split == "train"]
 
 
+def style_anchors(items: list[Item]) -> tuple[list[str], torch.Tensor]:
+    """The training voices (sorted) and their style anchors for `repel_style`, (V, S): each
+    voice's style as the decoder learnt it (the GE2E mean of its calm, unshifted training
+    utterances; of all its unshifted ones, or of all its ones, when the corpus lacks those)."""
+    voices = sorted({it.utt.voice for it in items})
+    rows = []
+    for voice in voices:
+        own = [it for it in items if it.utt.voice == voice]
+        unshifted = [it for it in own if it.utt.shift == 0]
+        calm = [it for it in unshifted if it.utt.style == "calm"]
+        mean = torch.stack([it.style.float() for it in calm or unshifted or own]).mean(0)
+        rows.append(mean / mean.norm().clamp(min=1e-8))
+    return voices, torch.stack(rows)
+
+
 def run_stage(
     stage: str,
     data: str | Path,
@@ -148,12 +163,17 @@ def export_bundle(
     The emotion matrices are derived from the trained T2S: emo_matrix row k is the mean emotion
     vector of training utterances in style k (prompted by another utterance of that voice and
     style), spk_matrix row k the mean GE2E style of that style's utterances (one row per class,
-    so `EmotionMatrices.nearest_rows` always picks it). A T2S or T2E checkpoint the run lacks
-    comes from the ``init`` bundle (a run that continued only S2M).
+    so `EmotionMatrices.nearest_rows` always picks it); the style anchors are
+    `style_anchors`. A T2S or T2E checkpoint the run lacks comes from the ``init`` bundle (a
+    run that continued only S2M).
     """
     data, runs = Path(data), Path(runs)
+    items = train_items(data)
+    voices, anchors = style_anchors(items)
     config = small_config(size)
+    config["style_anchors"] = voices
     mods = build_modules(config)
+    mods["speakers"]["anchors"].copy_(anchors)  # type: ignore[index,operator]
 
     def ck(name: str) -> dict[str, Any]:
         return torch.load(str(runs / f"{name}.ckpt"), map_location="cpu", weights_only=True)  # type: ignore[no-any-return]
@@ -168,7 +188,6 @@ def export_bundle(
     mods["reference"].embedding.load_state_dict(s2m_state["embedding"])  # type: ignore[union-attr]
     mods["reference"].tokenizer.load_state_dict(ck("tokenizer")["model"])  # type: ignore[union-attr]
     recipes.load_run_or_bundle(mods["t2e"], runs / "t2e.ckpt", init, "t2e.safetensors")
-    items = train_items(data)
     t2s = mods["t2s"].eval()
     data_src = recipes._T2SData(items, front_end(), seed=0)
     emo_rows, spk_rows = [], []

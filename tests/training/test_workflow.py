@@ -132,6 +132,24 @@ def test_exported_bundle_renders_exact_budget(trained: tuple[Path, Path, Path]) 
     bundle = load_bundle(out)
     assert verify_bundle(bundle).ok
     synth = Synthesizer.from_bundle(bundle)
+    # The style anchors are the training voices' (the held-out voice is not one of them).
+    assert bundle.config["style_anchors"] == ["kal16", "ked", "pico-us"]
+    anchors = synth.components.reference_encoder.anchors
+    assert anchors.shape == (3, 256)
+    assert torch.allclose(anchors.norm(dim=-1), torch.ones(3), atol=1e-5)
+    from dubstudio.training.workflow import style_anchors, train_items
+
+    items = train_items(data)
+    assert torch.allclose(style_anchors(items)[1], anchors)
+    for k, voice in enumerate(("kal16", "ked", "pico-us")):
+        own = [it for it in items if it.utt.voice == voice]
+        calm = [it for it in own if it.utt.shift == 0 and it.utt.style == "calm"]
+        # The anchor is the voice's style as the decoder saw it in training: its calm,
+        # unshifted style group's (one group: one style) when the corpus has one.
+        best = max(float(anchors[k] @ it.style.float()) for it in own)
+        assert best > 0.5
+        if calm:
+            assert torch.allclose(anchors[k], calm[0].style.float(), atol=1e-5)
     ref = next(u for u in read_metadata(data / "corpus") if u.voice == "awb")  # held out
     voice = VoiceRef(str(data / "corpus" / ref.wav))
     emo = EmotionRequest(mode="vector", vector=(0, 0, 1.0, 0, 0, 0, 0, 0))
@@ -285,6 +303,8 @@ def test_evaluate_measures_the_trained_bundle(trained: tuple[Path, Path, Path]) 
     assert res.data["wer_model"] >= 0.0 and 0.0 <= res.data["wer_source"] <= 1.0
     assert res.data["total"] >= 1  # lines of held-out voices were compared with every reference
     assert "the same for the held-out voices' own recordings (ceiling)" in rows
+    pitch = rows["held-out voices: median F0 of the render / of the reference (median over lines)"]
+    assert pitch.startswith("n/a") or float(pitch) > 0
     assert any(k.startswith("WER model / source, ") for k in rows)
     assert any(k.startswith("GRL probe with GRL") for k in rows)
     assert [r[0] for r in res.emotion_rows] == ["sad", "calm"]

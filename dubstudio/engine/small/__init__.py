@@ -22,6 +22,7 @@ P phone classes (41), Dc content width, S style width (256), E MiniLM width (384
 
 Bundle files: ``t2s.safetensors``, ``s2m.safetensors``, ``reference.safetensors`` (tokenizer +
 code embedding), ``emotion.safetensors`` (spk_matrix, emo_matrix), ``t2e.safetensors``,
+``speakers.safetensors`` (the training voices' style anchors, when the config names them),
 ``lexicon.dict``.
 """
 
@@ -46,13 +47,6 @@ from dubstudio.engine.text.phonemes import PHONES, VOCAB_SIZE, PhonemeFrontEnd
 log = logging.getLogger(__name__)
 
 BUILDER = "small"
-WEIGHT_FILES = (
-    "t2s.safetensors",
-    "s2m.safetensors",
-    "reference.safetensors",
-    "emotion.safetensors",
-    "t2e.safetensors",
-)
 LEXICON_FILE = "lexicon.dict"
 STYLE_DIM = 256
 MINILM_DIM = 384
@@ -206,6 +200,11 @@ def small_config(size: str = "default") -> dict[str, Any]:
         # (`audio.match_spectral_mean`): with nine training voices the decoder lands near the
         # closest one; this carries the reference's own spectral balance over.
         "timbre_match": 1.0,
+        # The reference's style vector is moved away from the closest training voice's
+        # (`repel_style`), by this factor; the training voices' style anchors are in
+        # speakers.safetensors, their names in ``style_anchors`` (set by the export).
+        "style_repel": 1.0,
+        "style_anchors": [],
         # S2M decoding: six Euler steps on the sway schedule (s = -1, denser near the noise) cost
         # 0.55x of ten uniform steps with no loss of intelligibility, and guidance 1.6 instead of
         # the official 0.7 gives clearer speech with this small decoder (MODEL_CARD.md).
@@ -237,6 +236,33 @@ def normalize_frames(mel: torch.Tensor) -> torch.Tensor:
     """Per-utterance, per-band mean/variance normalisation. (B, M, F) -> (B, F, M)."""
     x = mel.transpose(1, 2)
     return (x - x.mean(dim=1, keepdim=True)) / (x.std(dim=1, keepdim=True) + 1e-3)
+
+
+def repel_style(style: torch.Tensor, anchors: torch.Tensor | None, strength: float) -> torch.Tensor:
+    """Move a reference clip's style vector away from the closest training voice's.
+
+    A decoder trained on a few voices renders an unseen voice close to the training voice whose
+    style is nearest. ``s' = normalise(s + strength * (s - a))``, with ``a`` the anchor of highest
+    cosine, extrapolates along what tells the voice apart from that neighbour; a clip of a
+    training voice lies on its own anchor and is left almost as it is.
+
+    Args:
+        style: (S,) or (B, S) unit-norm style vectors.
+        anchors: (V, S) unit-norm style vectors of the training voices; None or empty leaves
+            ``style`` unchanged.
+        strength: Extrapolation factor (0: unchanged).
+
+    Returns:
+        Style vectors of ``style``'s shape, unit norm.
+    """
+    if anchors is None or anchors.shape[0] == 0 or strength == 0.0:
+        return style
+    flat = style.reshape(-1, style.shape[-1])
+    a = anchors.to(flat)
+    nearest = a[(flat @ a.T).argmax(dim=-1)]  # (B, S)
+    moved = flat + strength * (flat - nearest)
+    moved = moved / moved.norm(dim=-1, keepdim=True).clamp(min=1e-8)
+    return moved.reshape(style.shape)
 
 
 class FrameTokenizer(nn.Module):
@@ -421,6 +447,8 @@ class SmallReferenceEncoder:
         token_rate: Tokens per second.
         device: Where features go.
         bins: Pitch bins of the codes (1: bare phone classes).
+        anchors: (V, S) style vectors of the training voices for `repel_style`, or None.
+        repel: `repel_style` strength.
     """
 
     def __init__(
@@ -430,12 +458,17 @@ class SmallReferenceEncoder:
         token_rate: Fraction,
         device: torch.device,
         bins: int = 1,
+        *,
+        anchors: torch.Tensor | None = None,
+        repel: float = 0.0,
     ) -> None:
         self.reference = reference
         self.style_encoder = style_encoder
         self.token_rate = Fraction(token_rate)
         self.device = device
         self.bins = bins
+        self.anchors = anchors
+        self.repel = repel
         self.mel = mel_config()
 
     def n_tokens(self, frames: int) -> int:
@@ -472,7 +505,7 @@ class SmallReferenceEncoder:
             mean, std = log_f0_stats([log_f0])
             codes = pitch_codes(phones, log_f0, mean, std, self.bins)[None].to(self.device)
         style = self.style_encoder.embed(wav16.to(self.device))[None]
-        return ref_mel, codes, style
+        return ref_mel, codes, repel_style(style, self.anchors, self.repel)
 
     @torch.inference_mode()
     def encode(self, audio: np.ndarray, sample_rate: int) -> ReferenceFeatures:
@@ -487,7 +520,8 @@ class SmallReferenceEncoder:
 
 
 def build_modules(config: Mapping[str, Any]) -> dict[str, nn.Module]:
-    """Randomly initialised trainable modules of a small config (keys = weight-file stems)."""
+    """Randomly initialised modules of a small config (keys = weight-file stems); ``speakers``
+    (style anchors) only when the config names training voices in ``style_anchors``."""
     from dubstudio.engine.s2m import S2MConfig, S2MModel
     from dubstudio.engine.t2s.config import T2SConfig
     from dubstudio.engine.t2s.model import UnifiedVoice
@@ -502,6 +536,12 @@ def build_modules(config: Mapping[str, Any]) -> dict[str, nn.Module]:
             "emo_matrix": nn.Parameter(torch.zeros(rows, t2s_cfg.model_dim)),
         }
     )
+    modules: dict[str, nn.Module] = {}
+    if config.get("style_anchors"):
+        voices = len(config["style_anchors"])
+        modules["speakers"] = nn.ParameterDict(
+            {"anchors": nn.Parameter(torch.zeros(voices, s2m_cfg.style_dim))}
+        )
     return {
         "t2s": UnifiedVoice(t2s_cfg),
         "s2m": S2MModel(s2m_cfg),
@@ -510,6 +550,7 @@ def build_modules(config: Mapping[str, Any]) -> dict[str, nn.Module]:
         ),
         "emotion": emotion,
         "t2e": T2EHead(int(config["t2e"]["hidden"])),
+        **modules,
     }
 
 
@@ -565,7 +606,7 @@ def write_small_bundle(
         mel=MelSpec(fmax=8000.0),
         vocoder="hifigan-universal",
         cfm_steps=cfm_steps,
-        files=[*WEIGHT_FILES, LEXICON_FILE],
+        files=[*(f"{key}.safetensors" for key in modules), LEXICON_FILE],
         extra=extra,
     )
     return root
@@ -636,6 +677,8 @@ def build_components(bundle: Any, device: torch.device | None) -> Any:
         bundle.token_rate,
         device,
         pitch_bins(config),
+        anchors=modules["speakers"]["anchors"].detach() if "speakers" in modules else None,  # type: ignore[index]
+        repel=float(config.get("style_repel", 0.0)),
     )
     emo = modules["emotion"]
     return EngineComponents(

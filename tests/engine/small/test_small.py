@@ -122,6 +122,68 @@ def test_decoder_settings_come_from_the_bundle_config(tmp_path: Path) -> None:
     assert not np.allclose(renders[0], renders[1])
 
 
+def test_repel_style_moves_away_from_the_nearest_anchor_only() -> None:
+    from dubstudio.engine.small import repel_style
+
+    gen = torch.Generator().manual_seed(0)
+    anchors = torch.nn.functional.normalize(torch.randn(4, 256, generator=gen), dim=-1)
+    # An unseen voice between anchors 0 and 1, closer to 0.
+    s = torch.nn.functional.normalize(0.7 * anchors[0] + 0.3 * anchors[1], dim=0)
+    moved = repel_style(s, anchors, 1.0)
+    assert moved.shape == s.shape and float(moved.norm()) == pytest.approx(1.0, abs=1e-6)
+    assert float(moved @ anchors[0]) < float(s @ anchors[0]) - 0.05
+    # s + (s - a0): the component along the difference doubles, nothing else is added.
+    expected = torch.nn.functional.normalize(2 * s - anchors[0], dim=0)
+    assert torch.allclose(moved, expected, atol=1e-6)
+    # A training voice's own clip sits on its anchor: unchanged.
+    assert torch.allclose(repel_style(anchors[2][None], anchors, 1.0), anchors[2][None], atol=1e-6)
+    # Strength 0, or no anchors: unchanged; batched input keeps its shape.
+    assert torch.equal(repel_style(s, anchors, 0.0), s)
+    assert torch.equal(repel_style(s, None, 1.0), s)
+    batch = torch.stack([s, anchors[3]])
+    out = repel_style(batch, anchors, 0.5)
+    assert out.shape == (2, 256) and torch.allclose(out[1], anchors[3], atol=1e-6)
+
+
+def test_bundle_style_anchors_load_and_repel_the_reference_style(tmp_path: Path) -> None:
+    """A config naming training voices gets speakers.safetensors; the builder loads the anchors
+    and the reference encoder repels a clip's style from the nearest by ``style_repel``."""
+    import json
+
+    from dubstudio.engine.bundles import load_bundle, verify_bundle
+    from dubstudio.engine.pipeline import Synthesizer
+    from dubstudio.engine.small import build_modules, small_config, write_small_bundle
+
+    t = np.arange(22050) / 22050
+    clip = 0.3 * np.sin(2 * np.pi * 140 * t) * (1 + 0.3 * np.sin(2 * np.pi * 3 * t))
+    config = small_config("tiny")
+    config["style_anchors"] = ["a", "b"]
+    torch.manual_seed(0)
+    modules = build_modules(config)
+    anchors = torch.nn.functional.normalize(torch.randn(2, 256), dim=-1)
+    with torch.no_grad():
+        modules["speakers"]["anchors"].copy_(anchors)  # type: ignore[index,operator]
+    styles = []
+    for repel in (0.0, 1.0):
+        config["style_repel"] = repel
+        root = write_small_bundle(
+            tmp_path / f"r{repel}", modules, config, name="anchored", lexicon=None, cfm_steps=2
+        )
+        assert (root / "speakers.safetensors").is_file()
+        manifest = json.loads((root / "bundle.json").read_text())
+        assert "speakers.safetensors" in manifest["files"]
+        bundle = load_bundle(root)
+        assert verify_bundle(bundle).ok
+        ref = Synthesizer.from_bundle(bundle).components.reference_encoder
+        assert torch.allclose(ref.anchors, anchors) and ref.repel == repel
+        styles.append(ref.encode(clip.astype(np.float32), 22050).style[0])
+    near = anchors[int(torch.argmax(anchors @ styles[0]))]
+    assert float(styles[1] @ near) < float(styles[0] @ near)
+    # Without training voices in the config there is no anchor file and nothing moves.
+    plain = build_modules(small_config("tiny"))
+    assert "speakers" not in plain
+
+
 def test_tokenizer_codes_have_token_rate_length() -> None:
     from dubstudio.engine.small import FrameTokenizer
 
