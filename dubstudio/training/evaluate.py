@@ -7,7 +7,8 @@ Measures (each printed in the table and written to MODEL_CARD.md):
   speaker's reference; share of lines closer to their own;
 * budget compliance: renders in ``exact`` mode have exactly the requested sample count;
 * emotion: each emotion at weight 1 vs calm at the same exact budget: F0 median, F0 range
-  (p90 - p10), RMS energy; speaking rate from the T2S natural token count in free mode;
+  (p90 - p10), RMS energy; speaking rate from the T2S natural token count in free mode; the
+  same changes in that voice's own corpus recordings of the sentences, beside them;
 * disentanglement: logistic-regression probe accuracy of the speaker from emotion vectors,
   the model entering stage 2 (no GRL) vs final (GRL), on held-out utterances; chance = 1 / speakers;
 * speed: seconds per second of audio for each pipeline stage.
@@ -43,6 +44,8 @@ class EvalResults:
 
     rows: list[tuple[str, str]] = field(default_factory=list)
     emotion_rows: list[tuple[str, float, float, float, float]] = field(default_factory=list)
+    #: The same changes measured on the emotion voice's own corpus recordings of the sentences.
+    source_emotion_rows: list[tuple[str, float, float, float, float]] = field(default_factory=list)
     data: dict[str, Any] = field(default_factory=dict)
 
 
@@ -312,11 +315,16 @@ def evaluate(
             f0, rng_, en = prosody(out.audio, 22050)
             tokens = _natural_tokens(synth, comp, vref, emo, text, seed)
             measures.setdefault(name, []).append((f0, rng_, en, tokens))
-    calm = _column_means(measures["calm"])
-    for name in [n for n in EMOTION_NAMES if n in measures]:
-        m = _column_means(measures[name])
-        rate_change = calm[3] / m[3] if m[3] else float("nan")
-        res.emotion_rows.append((name, m[0] - calm[0], m[1] - calm[1], m[2] - calm[2], rate_change))
+    res.emotion_rows = _changes_from_calm(measures)
+    # What the corpus recordings of the same sentences by that voice do (natural lengths; rate
+    # from their durations): the direction each recipe really takes in the training data.
+    recorded: dict[str, list[tuple[float, float, float, float]]] = {}
+    for u in test:
+        if u.voice == voice and u.text in eval_sents[:emotion_lines] and u.style in measures:
+            audio, rate = sf.read(str(corpus / u.wav), dtype="float32")
+            recorded.setdefault(u.style, []).append((*prosody(audio, rate), u.duration))
+    if "calm" in recorded:
+        res.source_emotion_rows = _changes_from_calm(recorded)
     # ---- the slowest stage, eager vs ONNX Runtime, on the same mel
     res.rows += vocoder_rows()
     # ---- tokenizer speaker independence
@@ -326,6 +334,20 @@ def evaluate(
         res.rows += grl_probe(comp.t2s, Path(runs) / "t2s_stage1.ckpt", data)
     shutil.rmtree(tmp, ignore_errors=True)
     return res
+
+
+def _changes_from_calm(
+    measures: dict[str, list[tuple[float, float, float, float]]],
+) -> list[tuple[str, float, float, float, float]]:
+    """Per emotion (F0 median, F0 range, energy, length) means -> (name, ΔF0, Δrange, Δenergy,
+    rate vs calm), the rate being calm's length over the emotion's."""
+    calm = _column_means(measures["calm"])
+    rows = []
+    for name in [n for n in EMOTION_NAMES if n in measures]:
+        m = _column_means(measures[name])
+        rate_change = calm[3] / m[3] if m[3] else float("nan")
+        rows.append((name, m[0] - calm[0], m[1] - calm[1], m[2] - calm[2], rate_change))
+    return rows
 
 
 def _median_text(values: list[float]) -> str:
@@ -493,34 +515,56 @@ def format_table(res: EvalResults) -> str:
         "| emotion | ΔF0 median (Hz) | ΔF0 range (Hz) | Δenergy (dB) | rate vs calm (free mode) |",
         "|---|---|---|---|---|",
     ]
+    source = {row[0]: row for row in res.source_emotion_rows}
     for name, f0, rng_, en, rate in res.emotion_rows:
         r = STYLES[name]
-        lines.append(
-            f"| {name} (×{r.pitch:g}, ×{r.pitch_range:g}, {r.gain_db:+g} dB, ×{r.rate:g}) | "
-            f"{f0:+.1f} | {rng_:+.1f} | {en:+.1f} | ×{rate:.2f} |"
-        )
+        cells = f"{f0:+.1f} | {rng_:+.1f} | {en:+.1f} | ×{rate:.2f}"
+        if name in source:
+            _, sf0, srng, sen, srate = source[name]
+            cells = (
+                f"{f0:+.1f} ({sf0:+.1f}) | {rng_:+.1f} ({srng:+.1f}) | {en:+.1f} ({sen:+.1f}) | "
+                f"×{rate:.2f} (×{srate:.2f})"
+            )
+        recipe = f"×{r.pitch:g}, ×{r.pitch_range:g}, {r.gain_db:+g} dB, ×{r.rate:g}"
+        lines.append(f"| {name} ({recipe}) | {cells} |")
     agree, total = direction_agreement(res.emotion_rows)
     if total:
         lines += ["", f"Measures moving in their recipe's direction: {agree}/{total}."]
+    if source:
+        agree, total = direction_agreement(res.emotion_rows, res.source_emotion_rows)
+        lines[-1] += (
+            " In parentheses: the same changes in the voice's own corpus recordings of the same "
+            "sentences (natural lengths); measures moving the way those recordings move: "
+            f"{agree}/{total}."
+        )
     return "\n".join(lines)
 
 
 def direction_agreement(
     emotion_rows: list[tuple[str, float, float, float, float]],
+    reference: list[tuple[str, float, float, float, float]] | None = None,
 ) -> tuple[int, int]:
-    """(agreeing, total) signs of every emotion's four prosody changes against its recipe.
+    """(agreeing, total) signs of every emotion's four prosody changes against its recipe, or
+    against the changes in ``reference`` rows (the corpus recordings) where given.
 
-    Calm and recipe entries with no change (factor 1, 0 dB) are not counted; a measured change
-    of exactly zero (or NaN) counts as disagreeing.
+    Calm and entries with no change (factor 1, 0 dB) are not counted; a measured change of
+    exactly zero (or NaN) counts as disagreeing.
     """
+    wanted_of = {row[0]: row for row in reference or []}
     agree = total = 0
     for name, f0, rng_, en, rate in emotion_rows:
-        r = STYLES[name]
+        if reference is not None:
+            if name not in wanted_of or name == "calm":
+                continue
+            _, w_f0, w_rng, w_en, w_rate = wanted_of[name]
+        else:
+            r = STYLES[name]
+            w_f0, w_rng, w_en, w_rate = r.pitch - 1.0, r.pitch_range - 1.0, r.gain_db, r.rate
         for wanted, got in (
-            (r.pitch - 1.0, f0),
-            (r.pitch_range - 1.0, rng_),
-            (r.gain_db, en),
-            (r.rate - 1.0, rate - 1.0),
+            (w_f0, f0),
+            (w_rng, rng_),
+            (w_en, en),
+            (w_rate - 1.0, rate - 1.0),
         ):
             if wanted == 0:
                 continue

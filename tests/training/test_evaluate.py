@@ -82,6 +82,18 @@ def test_direction_agreement_counts_signs_against_each_recipe() -> None:
     assert "Measures moving in their recipe's direction: 7/8." in table
 
 
+def test_direction_agreement_against_the_recordings_changes() -> None:
+    model = [("disgusted", -5.0, -3.0, -2.0, 0.9), ("calm", 0.0, 0.0, 0.0, 1.0)]
+    # The recipe widens disgusted's range and adds 1 dB; these recordings narrow and soften it.
+    recorded = [("disgusted", -15.0, -17.6, -0.3, 0.88), ("calm", 0.0, 0.0, 0.0, 1.0)]
+    assert direction_agreement(model) == (2, 4)
+    assert direction_agreement(model, recorded) == (4, 4)
+    assert direction_agreement(model, [("disgusted", 1.0, 0.0, -1.0, 1.2)]) == (1, 3)
+    table = format_table(EvalResults(emotion_rows=model, source_emotion_rows=recorded))
+    assert "| -5.0 (-15.0) | -3.0 (-17.6) | -2.0 (-0.3) | ×0.90 (×0.88) |" in table
+    assert "recipe's direction: 2/4." in table and "those recordings move: 4/4." in table
+
+
 def test_write_card_replaces_only_the_eval_section(tmp_path: Path) -> None:
     from dubstudio.engine.small import create_tiny_small_bundle
 

@@ -308,4 +308,7 @@ def test_evaluate_measures_the_trained_bundle(trained: tuple[Path, Path, Path]) 
     assert any(k.startswith("WER model / source, ") for k in rows)
     assert any(k.startswith("GRL probe with GRL") for k in rows)
     assert [r[0] for r in res.emotion_rows] == ["sad", "calm"]
+    # The corpus recordings of the voice: sad is slower than calm there (rate x0.8).
+    source = dict((r[0], r[1:]) for r in res.source_emotion_rows)
+    assert set(source) == {"sad", "calm"} and source["sad"][3] < 1.0
     assert "| sad (" in format_table(res)
