@@ -593,6 +593,8 @@ def train_s2m(
     batch: int = 12,
     crop: int = 256,
     lr: float = 5e-4,
+    cross_prompt: float = 0.0,
+    prompt_frames: tuple[int, int] = (64, 160),
     init: Path | None = None,
     on_progress: Progress | None = None,
 ) -> tuple[nn.Module, nn.Module]:
@@ -601,9 +603,12 @@ def train_s2m(
     With ``init`` (a bundle directory) and no checkpoint yet, S2M and the code embedding start
     from the bundle's ``s2m.safetensors`` and ``reference.safetensors``.
 
-    Content = embedded codes regulated to the utterance's frames; a random 0–40 % prefix of
-    each crop is the prompt (masked out of the loss); class dropout inside
-    `S2MModel.training_loss`; L1 loss.
+    Content = embedded codes regulated to the utterance's frames; class dropout inside
+    `S2MModel.training_loss`; L1 loss. The prompt (masked out of the loss) is, with
+    probability ``cross_prompt``, a ``prompt_frames`` long piece of another utterance of the
+    same (pseudo-)speaker placed before the crop — as at inference, where the prompt is a
+    reference clip of other words, so the decoder learns to take the voice from it — and
+    otherwise a random 0–40 % prefix of the crop.
 
     Returns:
         (s2m, reference) with the trained embedding in ``reference``.
@@ -651,27 +656,10 @@ def train_s2m(
              "step": step, "elapsed": prior + time.monotonic() - start}
         )  # fmt: skip
 
+    batches = _S2MBatches(items, s2m, emb, teacher, rng, crop, cross_prompt, prompt_frames)
     while progress() < 1.0:
         _set_lr(opt, lr, step, progress())
-        pick_idx = [rng.randrange(len(items)) for _ in range(batch)]
-        picks = [items[i] for i in pick_idx]
-        latents = teacher.latents(pick_idx) if teacher is not None else [None] * batch
-        conds, mels = [], []
-        for it, lat in zip(picks, latents, strict=True):
-            frames = it.mel.shape[-1]
-            content = emb(it.codes[None])  # (1, T_tok, Dc)
-            if lat is not None:
-                content = content + s2m.gpt_layer(lat[None])  # type: ignore[misc]
-            cond = s2m.length_regulator(content, [frames])[0]  # (F, C)
-            a = rng.randrange(0, max(1, frames - crop + 1))
-            conds.append(cond[a : a + crop])
-            mels.append(it.mel[:, a : a + crop].T)
-        cond_b, lens = _pad_frames(conds)
-        mel_b, _ = _pad_frames(mels)
-        x1 = mel_b.transpose(1, 2)  # (B, M, F)
-        # Padding frames are outside x_lens (masked from loss and attention).
-        prompt = torch.tensor([rng.randint(0, int(0.4 * n)) for n in lens.tolist()])
-        style = torch.stack([it.style for it in picks])
+        x1, lens, prompt, cond_b, style = batches.batch(batch)
         loss = s2m.training_loss(x1, lens, prompt, cond_b, style, generator=gen)  # type: ignore[operator]
         opt.zero_grad()
         loss.backward()
@@ -686,6 +674,74 @@ def train_s2m(
             save()
     save()
     return s2m.eval(), reference
+
+
+class _S2MBatches:
+    """S2M training batches: crops of random utterances with their regulated content, each with
+    a prompt — with probability ``cross_prompt`` a piece of another utterance of the same
+    (pseudo-)speaker placed before the crop, otherwise a random 0–40 % prefix of the crop."""
+
+    def __init__(
+        self,
+        items: Sequence[Item],
+        s2m: nn.Module,
+        emb: nn.Module,
+        teacher: _LatentTeacher | None,
+        rng: random.Random,
+        crop: int,
+        cross_prompt: float,
+        prompt_frames: tuple[int, int],
+    ) -> None:
+        self.items, self.s2m, self.emb, self.teacher, self.rng = items, s2m, emb, teacher, rng
+        self.crop, self.cross_prompt, self.prompt_frames = crop, cross_prompt, prompt_frames
+        self.by_speaker: dict[str, list[int]] = {}
+        for i, it in enumerate(items):
+            self.by_speaker.setdefault(speaker_of(it.utt), []).append(i)
+
+    def _content(self, idx: int, lat: torch.Tensor | None) -> torch.Tensor:
+        """(F, C) content of item ``idx`` regulated to its mel frames."""
+        it = self.items[idx]
+        content = self.emb(it.codes[None])  # (1, T_tok, Dc)
+        if lat is not None:
+            content = content + self.s2m.gpt_layer(lat[None])  # type: ignore[operator]
+        return self.s2m.length_regulator(content, [it.mel.shape[-1]])[0]  # type: ignore[operator,no-any-return]
+
+    def batch(
+        self, size: int
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(x1 (B, M, F), lengths (B,), prompt lengths (B,), content (B, F, C), style (B, S))."""
+        items, rng = self.items, self.rng
+        pick = [rng.randrange(len(items)) for _ in range(size)]
+        prompt_of = [
+            rng.choice(self.by_speaker[speaker_of(items[i].utt)])
+            if rng.random() < self.cross_prompt else None
+            for i in pick
+        ]  # fmt: skip
+        sources = [*pick, *(j for j in prompt_of if j is not None)]
+        latents = self.teacher.latents(sources) if self.teacher is not None else None
+        lat_of = dict(zip(sources, latents, strict=True)) if latents is not None else {}
+        conds, mels, prompt_lens = [], [], []
+        for i, j in zip(pick, prompt_of, strict=True):
+            frames = items[i].mel.shape[-1]
+            a = rng.randrange(0, max(1, frames - self.crop + 1))
+            cond = self._content(i, lat_of.get(i))[a : a + self.crop]
+            mel = items[i].mel[:, a : a + self.crop]
+            if j is None:
+                prompt_lens.append(rng.randint(0, int(0.4 * mel.shape[-1])))
+            else:
+                other = items[j].mel.shape[-1]
+                n = min(other, rng.randint(*self.prompt_frames))
+                b = rng.randrange(0, other - n + 1)
+                cond = torch.cat([self._content(j, lat_of.get(j))[b : b + n], cond])
+                mel = torch.cat([items[j].mel[:, b : b + n], mel], dim=-1)
+                prompt_lens.append(n)
+            conds.append(cond)
+            mels.append(mel.T)
+        cond_b, lens = _pad_frames(conds)
+        mel_b, _ = _pad_frames(mels)
+        # Padding frames are outside the lengths (masked from loss and attention).
+        style = torch.stack([items[i].style for i in pick])
+        return mel_b.transpose(1, 2), lens, torch.tensor(prompt_lens), cond_b, style
 
 
 class _LatentTeacher:

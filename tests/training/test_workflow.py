@@ -220,6 +220,59 @@ def test_warm_start_begins_from_the_bundle_weights(
     assert float((s2m["embedding"]["weight"] - emb).abs().max()) < 1e-4
 
 
+@pytest.mark.parametrize("cross", [0.0, 1.0])
+def test_s2m_prompts_are_own_prefixes_or_other_utterances_of_the_speaker(
+    trained: tuple[Path, Path, Path], cross: float
+) -> None:
+    """Cross prompts: a piece of another utterance of the same (pseudo-)speaker, with its own
+    content, before the target crop; otherwise the prompt is a prefix of the crop."""
+    import random
+
+    from dubstudio.training import recipes, workflow
+    from dubstudio.training.corpus import speaker_of
+    from dubstudio.training.workflow import train_items
+
+    data, _, _ = trained
+    items = train_items(data)
+    mods = workflow.build_modules(workflow.small_config("tiny"))
+    s2m, emb = mods["s2m"], mods["reference"].embedding  # type: ignore[union-attr]
+    batches = recipes._S2MBatches(items, s2m, emb, None, random.Random(1), 40, cross, (10, 30))
+
+    def sources(piece: torch.Tensor) -> list[tuple[int, int]]:
+        """(item, offset) whose mel holds ``piece`` (M, n) exactly."""
+        n = piece.shape[-1]
+        return [
+            (i, a)
+            for i, it in enumerate(items)
+            for a in range(it.mel.shape[-1] - n + 1)
+            if torch.equal(it.mel[:, a : a + n], piece)
+        ]
+
+    with torch.no_grad():
+        x1, lens, prompt, cond, style = batches.batch(6)
+    for b in range(6):
+        n, p = int(lens[b]), int(prompt[b])
+        # Silent frames may repeat across utterances, so every exact source is a candidate.
+        targets = [
+            (i, a)
+            for i, a in sources(x1[b, :, p:n])
+            if torch.equal(style[b], items[i].style)
+            and torch.equal(cond[b, p:n], batches._content(i, None)[a : a + n - p])
+        ]
+        assert targets, "the frames after the prompt are a crop of one utterance, with its content"
+        if cross == 0.0:
+            assert p <= 0.4 * n
+            assert any(torch.equal(x1[b, :, :p], items[i].mel[:, a - p : a]) for i, a in targets)
+            continue
+        assert 10 <= p <= 30
+        speakers = {speaker_of(items[i].utt) for i, _ in targets}
+        assert any(
+            speaker_of(items[j].utt) in speakers
+            and torch.equal(cond[b, :p], batches._content(j, None)[off : off + p])
+            for j, off in sources(x1[b, :, :p])
+        ), "the prompt is a piece of another utterance of the speaker, with its content"
+
+
 def test_s2m_alone_continues_on_the_init_bundle_and_exports_its_other_parts(
     trained: tuple[Path, Path, Path], tmp_path: Path
 ) -> None:
