@@ -550,16 +550,18 @@ def direction_agreement(
     Calm and entries with no change (factor 1, 0 dB) are not counted; a measured change of
     exactly zero (or NaN) counts as disagreeing.
     """
-    wanted_of = {row[0]: row for row in reference or []}
+    if reference is None:  # the recipes as changes: pitch and range factors, gain, rate
+        recipes = {row[0]: STYLES[row[0]] for row in emotion_rows}
+        reference = [
+            (name, r.pitch - 1.0, r.pitch_range - 1.0, r.gain_db, r.rate)
+            for name, r in recipes.items()
+        ]
+    wanted_of = {row[0]: row[1:] for row in reference}
     agree = total = 0
     for name, f0, rng_, en, rate in emotion_rows:
-        if reference is not None:
-            if name not in wanted_of or name == "calm":
-                continue
-            _, w_f0, w_rng, w_en, w_rate = wanted_of[name]
-        else:
-            r = STYLES[name]
-            w_f0, w_rng, w_en, w_rate = r.pitch - 1.0, r.pitch_range - 1.0, r.gain_db, r.rate
+        if name not in wanted_of:
+            continue
+        w_f0, w_rng, w_en, w_rate = wanted_of[name]
         for wanted, got in (
             (w_f0, f0),
             (w_rng, rng_),
