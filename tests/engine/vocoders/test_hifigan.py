@@ -12,7 +12,9 @@ from safetensors.torch import save_file
 
 from dubstudio.core.errors import CheckpointMismatchError
 from dubstudio.engine.audio import MelConfig, load_audio, mel_spectrogram
+from dubstudio.engine.device import cpu_bf16_native
 from dubstudio.engine.vocoders import Vocoder
+from dubstudio.engine.vocoders.cpu import Bf16Vocoder, accelerated, resolve_backend
 from dubstudio.engine.vocoders.hifigan import (
     HiFiGAN,
     HiFiGANConfig,
@@ -71,6 +73,31 @@ def test_copy_synthesis_matches_and_wrong_conventions_are_worse(
     assert d_right < 0.6
     assert d_fmax > 1.3 * d_right
     assert d_log10 > 1.5 * d_right
+
+
+@pytest.mark.slow
+def test_bf16_backend_stays_close_to_float32(
+    speech: torch.Tensor, vocoder: HiFiGAN, record_property: pytest.RecordProperty
+) -> None:
+    cfg = MelConfig.hifigan_universal()
+    mel = mel_spectrogram(speech[None, : 2 * 22050], cfg)
+    fast = accelerated(vocoder, backend="bf16")
+    assert isinstance(fast, Bf16Vocoder) and isinstance(fast, Vocoder)
+    wave = fast(mel)
+    assert wave.dtype == torch.float32 and wave.shape == (1, mel.shape[-1] * 256)
+    # The bf16 render against the float32 one: far closer than copy-synthesis is to the source.
+    d_bf16 = (mel_spectrogram(wave, cfg) - mel_spectrogram(vocoder(mel), cfg)).abs().mean().item()
+    d_source = _log_mel_distance(vocoder, speech[: mel.shape[-1] * 256], mel)
+    record_property("log_mel_l1", {"bf16_vs_fp32": d_bf16, "fp32_vs_source": d_source})
+    assert d_bf16 < 0.3 * d_source
+
+
+def test_backend_choice_follows_the_cpu_and_rejects_unknown_names() -> None:
+    model = HiFiGAN.from_config(HiFiGANConfig.tiny())
+    assert resolve_backend("auto") == ("bf16" if cpu_bf16_native() else "onnx")
+    assert accelerated(model, backend="eager") is model
+    with pytest.raises(ValueError, match="bf16"):
+        accelerated(model, backend="int4")
 
 
 def test_both_key_forms_load_and_missing_key_is_named(tmp_path: Path) -> None:
