@@ -46,7 +46,7 @@ from dubstudio.engine.api import (
 )
 from dubstudio.engine.audio import match_spectral_mean, resample
 from dubstudio.engine.bundles import KIND_OFFICIAL, KIND_SMALL, ModelBundle, load_bundle
-from dubstudio.engine.device import autocast_context, select_device
+from dubstudio.engine.device import autocast_context, cpu_bf16_autocast, select_device
 from dubstudio.engine.reference import (
     CodeEmbedder,
     ReferenceEncoder,
@@ -657,19 +657,20 @@ class Synthesizer:
         generator = torch.Generator(device=self.device).manual_seed(
             (int(request.seed) * 1_000_003 + 12345) & 0x7FFF_FFFF_FFFF
         )
-        mel = c.s2m.generate(
-            cond,
-            voice.prompt_condition,
-            voice.features.ref_mel,
-            voice.features.style,
-            steps=steps,
-            cfg_rate=c.cfg_rate,
-            sway=c.cfm_sway,
-            frame_lens=frames,
-            generator=generator,
-            on_progress=lambda f, _s: progress("s2m", f),
-            should_stop=should_stop,
-        )  # (B, M, F_max)
+        with cpu_bf16_autocast(self.device):
+            mel = c.s2m.generate(
+                cond,
+                voice.prompt_condition,
+                voice.features.ref_mel,
+                voice.features.style,
+                steps=steps,
+                cfg_rate=c.cfg_rate,
+                sway=c.cfm_sway,
+                frame_lens=frames,
+                generator=generator,
+                on_progress=lambda f, _s: progress("s2m", f),
+                should_stop=should_stop,
+            ).float()  # (B, M, F_max)
         mel = torch.cat([mel[i, :, :f] for i, f in enumerate(frames)], dim=-1)[None]  # (1, M, F)
         mel = match_spectral_mean(mel, voice.features.ref_mel, c.timbre_match)
         timings["s2m"] = time.perf_counter() - t0
