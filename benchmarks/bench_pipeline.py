@@ -3,11 +3,13 @@
 Stages: conditioning (per second of reference clip, paid once per voice), T2S (token decoding
 plus the latent pass), S2M per Euler step, vocoder, and the whole line. Runs both tiny random
 bundle kinds always, and the bundled default model (or ``--model NAME_OR_DIR``) when installed:
-its decoder schedule as shipped beside ``--compare-steps`` uniform Euler steps, alternating
-``--rounds`` times, with the ratio of the two.
+alternating ``--rounds`` times, with the ratios: ``--compare schedule`` (default) its decoder
+schedule as shipped beside ``--compare-steps`` uniform Euler steps; ``--compare precision`` as
+shipped (bf16 S2M and vocoder where the CPU computes bf16 natively) beside float32 S2M with
+the ONNX Runtime vocoder.
 
     python benchmarks/bench_pipeline.py [--model default] [--lines 3] [--seconds 3] [--steps N]
-        [--compare-steps 10] [--rounds 2] [--threads 2]
+        [--compare schedule|precision] [--compare-steps 10] [--rounds 2] [--threads 2]
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import soundfile as sf
@@ -90,33 +94,74 @@ def bench(
     print(f"  {'s2m all steps':24s} {totals['s2m'] / audio_s:18.4f}")
     print(f"  {'vocoder':24s} {totals['vocoder'] / audio_s:18.4f}")
     print(f"  {'whole line (RTF)':24s} {wall / audio_s:18.4f}")
-    return {"s2m": totals["s2m"] / audio_s, "line": wall / audio_s}
-
-
-def compare_schedules(name: str, syn: Synthesizer, voice: Path, args: argparse.Namespace) -> None:
-    """The bundle's decoder schedule (its steps and sway) vs uniform ``args.compare_steps``
-    steps, alternating, then the ratios of the per-schedule means."""
-    shipped_sway = syn.components.cfm_sway
-    runs: dict[str, list[dict[str, float]]] = {"shipped": [], "uniform": []}
-    for _ in range(args.rounds):
-        syn.components.cfm_sway = shipped_sway
-        label = f"{name}, as shipped (sway {shipped_sway:g})"
-        runs["shipped"].append(bench(label, syn, voice, args.lines, args.seconds, args.steps))
-        syn.components.cfm_sway = 0.0
-        label = f"{name}, uniform schedule"
-        runs["uniform"].append(
-            bench(label, syn, voice, args.lines, args.seconds, args.compare_steps)
-        )
-    syn.components.cfm_sway = shipped_sway
-    mean = {
-        k: {s: float(np.mean([r[s] for r in v])) for s in ("s2m", "line")} for k, v in runs.items()
+    return {
+        "s2m": totals["s2m"] / audio_s,
+        "vocoder": totals["vocoder"] / audio_s,
+        "line": wall / audio_s,
     }
-    print(
-        f"\nshipped schedule vs {args.compare_steps} uniform steps, mean of {args.rounds} rounds:"
-    )
-    for stage in ("s2m", "line"):
-        a, b = mean["shipped"][stage], mean["uniform"][stage]
-        print(f"  {stage:6s} {a:.4f} vs {b:.4f} s per s of audio  ({b / a:.2f}x faster)")
+
+
+Variant = tuple[Callable[[], None], int | None]  # (set the synthesizer up, CFM steps)
+
+
+def compare_variants(
+    title: str,
+    syn: Synthesizer,
+    voice: Path,
+    args: argparse.Namespace,
+    variants: dict[str, Variant],
+) -> None:
+    """Bench each variant in turn, ``args.rounds`` times alternating, then the ratios of the
+    per-variant means against the first (the shipped set-up, restored at the end)."""
+    runs: dict[str, list[dict[str, float]]] = {label: [] for label in variants}
+    for _ in range(args.rounds):
+        for label, (apply, steps) in variants.items():
+            apply()
+            runs[label].append(bench(label, syn, voice, args.lines, args.seconds, steps))
+    next(iter(variants.values()))[0]()
+    mean = {
+        label: {k: float(np.mean([r[k] for r in rs])) for k in rs[0]} for label, rs in runs.items()
+    }
+    first, *others = mean
+    print(f"\n{title}, mean of {args.rounds} rounds (seconds per second of audio):")
+    for other in others:
+        for stage in mean[first]:
+            a, b = mean[first][stage], mean[other][stage]
+            print(f"  {stage:8s} {a:.4f} vs {b:.4f} ({other}): {b / a:.2f}x faster as shipped")
+
+
+def schedules(name: str, syn: Synthesizer, args: argparse.Namespace) -> dict[str, Variant]:
+    """The bundle's decoder schedule (its steps and sway) vs uniform ``args.compare_steps``."""
+    shipped = syn.components.cfm_sway
+
+    def sway(value: float) -> Callable[[], None]:
+        return lambda: setattr(syn.components, "cfm_sway", value)
+
+    return {
+        f"{name}, as shipped (sway {shipped:g})": (sway(shipped), args.steps),
+        f"{name}, {args.compare_steps} uniform steps": (sway(0.0), args.compare_steps),
+    }
+
+
+def precisions(name: str, syn: Synthesizer, args: argparse.Namespace) -> dict[str, Variant]:
+    """As shipped (bf16 S2M and vocoder on bf16-native CPUs) vs float32 S2M + ONNX vocoder."""
+    from dubstudio.engine.vocoders.cpu import accelerated, resolve_backend
+
+    shipped = syn.components.vocoder
+    eager = getattr(shipped, "vocoder", shipped)  # the module inside a Bf16Vocoder
+    fp32 = accelerated(eager, backend="onnx") if hasattr(eager, "vocode_graph") else shipped
+
+    def use(vocoder: Any, bf16: bool) -> Callable[[], None]:
+        def apply() -> None:
+            syn.components.vocoder = vocoder
+            syn.s2m_bf16 = bf16
+
+        return apply
+
+    return {
+        f"{name}, as shipped (vocoder {resolve_backend('auto')})": (use(shipped, True), args.steps),
+        f"{name}, float32 S2M, ONNX vocoder": (use(fp32, False), args.steps),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -127,6 +172,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=None, help="CFM steps (bundle default)")
     parser.add_argument("--compare-steps", type=int, default=10, help="uniform steps to compare")
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds of the pair")
+    parser.add_argument(
+        "--compare",
+        choices=("schedule", "precision"),
+        default="schedule",
+        help="schedule: shipped vs uniform steps; precision: bf16 paths vs float32 + ONNX",
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument(
         "--threads", type=int, default=0, help="torch CPU threads (0: torch's default)"
@@ -153,7 +204,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\nmodel '{args.model}' not available: {exc}")
             return 0
         syn = Synthesizer.from_bundle(bundle, args.device)
-        compare_schedules(f"{bundle.name} ({bundle.kind})", syn, voice, args)
+        name = f"{bundle.name} ({bundle.kind})"
+        variants = precisions if args.compare == "precision" else schedules
+        compare_variants(
+            f"{args.compare} side by side", syn, voice, args, variants(name, syn, args)
+        )
     return 0
 
 

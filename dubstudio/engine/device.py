@@ -63,13 +63,13 @@ def autocast_context(device: torch.device, enabled: bool = True) -> Iterator[Non
 
 
 @contextlib.contextmanager
-def cpu_bf16_autocast(device: torch.device) -> Iterator[None]:
+def cpu_bf16_autocast(device: torch.device, enabled: bool = True) -> Iterator[None]:
     """bf16 autocast on a CPU that computes bf16 natively (`cpu_bf16_native`); else a no-op.
 
     For convolution- and attention-heavy decoders (S2M, the vocoder): about 1.4–1.6× faster on
     such CPUs. The autoregressive T2S, a chain of small matrix products, is slower in bf16.
     """
-    if device.type == "cpu" and cpu_bf16_native():
+    if enabled and device.type == "cpu" and cpu_bf16_native():
         with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
             yield
     else:

@@ -266,12 +266,17 @@ class Synthesizer:
     Build with `from_bundle`; the model stays loaded between requests. Not thread-safe for
     concurrent calls (the editor and render service call it from one worker thread); the voice
     cache is guarded so `analyse_voice` may be called from elsewhere.
+
+    Attributes:
+        s2m_bf16: Run the S2M decoder under bf16 autocast where the CPU computes bf16 natively
+            (`device.cpu_bf16_autocast`); on by default, off gives the float32 decoder.
     """
 
     def __init__(self, components: EngineComponents) -> None:
         self.components = components
         self.bundle = components.bundle
         self.device = components.device
+        self.s2m_bf16 = True
         self._voices: OrderedDict[str, _VoiceState] = OrderedDict()
         self._emotions: OrderedDict[str, torch.Tensor] = OrderedDict()
         self._lock = threading.Lock()
@@ -657,7 +662,7 @@ class Synthesizer:
         generator = torch.Generator(device=self.device).manual_seed(
             (int(request.seed) * 1_000_003 + 12345) & 0x7FFF_FFFF_FFFF
         )
-        with cpu_bf16_autocast(self.device):
+        with cpu_bf16_autocast(self.device, enabled=self.s2m_bf16):
             mel = c.s2m.generate(
                 cond,
                 voice.prompt_condition,

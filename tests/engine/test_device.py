@@ -30,5 +30,7 @@ def test_cpu_bf16_autocast_follows_the_cpu_and_plain_autocast_stays_off_on_cpu()
         out = conv(x)
     assert out.dtype == (torch.bfloat16 if cpu_bf16_native() else torch.float32)
     assert not torch.is_autocast_enabled("cpu")
+    with cpu_bf16_autocast(cpu, enabled=False):
+        assert conv(x).dtype == torch.float32
     with autocast_context(cpu):
         assert conv(x).dtype == torch.float32
