@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import runpy
+import shlex
 import sys
 from pathlib import Path
 
@@ -23,6 +24,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     )
     parser.add_argument("names", nargs="*", help="benchmark names, e.g. t2s mixdown (default: all)")
     parser.add_argument("--list", action="store_true", help="list the benchmarks and exit")
+    parser.add_argument(
+        "--args",
+        default="",
+        help="options passed to each benchmark, e.g. --args='--compare precision'",
+    )
     parser.set_defaults(func=run)
 
 
@@ -49,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     for name in args.names or list(scripts):
         print(f"== {name} ==", flush=True)
         saved_argv = sys.argv
-        sys.argv = [str(scripts[name])]
+        sys.argv = [str(scripts[name]), *shlex.split(args.args)]
         try:
             runpy.run_path(str(scripts[name]), run_name="__main__")
         finally:
