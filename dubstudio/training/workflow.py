@@ -164,8 +164,8 @@ def export_bundle(
     vector of training utterances in style k (prompted by another utterance of that voice and
     style), spk_matrix row k the mean GE2E style of that style's utterances (one row per class,
     so `EmotionMatrices.nearest_rows` always picks it); the style anchors are
-    `style_anchors`. A T2S or T2E checkpoint the run lacks comes from the ``init`` bundle (a
-    run that continued only S2M).
+    `style_anchors`. A checkpoint the run lacks (T2S, S2M, tokenizer, T2E) comes from the
+    ``init`` bundle (a run that continued only S2M, or only T2S).
     """
     data, runs = Path(data), Path(runs)
     items = train_items(data)
@@ -183,10 +183,27 @@ def export_bundle(
             f"No T2S checkpoint in {runs}: run 'dubstudio train t2s' first, or pass --init BUNDLE "
             "to export that bundle's T2S."
         )
-    s2m_state = ck("s2m")
-    mods["s2m"].load_state_dict(s2m_state["s2m"])
-    mods["reference"].embedding.load_state_dict(s2m_state["embedding"])  # type: ignore[union-attr]
-    mods["reference"].tokenizer.load_state_dict(ck("tokenizer")["model"])  # type: ignore[union-attr]
+    embedding = mods["reference"].embedding  # type: ignore[union-attr]
+    tokenizer = mods["reference"].tokenizer  # type: ignore[union-attr]
+    if (runs / "s2m.ckpt").is_file():
+        s2m_state = ck("s2m")
+        mods["s2m"].load_state_dict(s2m_state["s2m"])
+        embedding.load_state_dict(s2m_state["embedding"])
+    elif init is not None:  # a run that re-trained only T2S
+        recipes.warm_start(mods["s2m"], Path(init) / "s2m.safetensors")
+        recipes.warm_start(embedding, Path(init) / "reference.safetensors", prefix="embedding.")
+    else:
+        raise ValidationError(
+            f"No S2M checkpoint in {runs}: run 'dubstudio train s2m' first, or pass --init BUNDLE "
+            "to export that bundle's S2M."
+        )
+    source = recipes.load_run_or_bundle(
+        tokenizer, runs / "tokenizer.ckpt", init, "reference.safetensors", prefix="tokenizer."
+    )
+    if source is None:
+        raise ValidationError(
+            f"No tokenizer checkpoint in {runs}: run 'dubstudio train tokenizer'."
+        )
     recipes.load_run_or_bundle(mods["t2e"], runs / "t2e.ckpt", init, "t2e.safetensors")
     t2s = mods["t2s"].eval()
     data_src = recipes._T2SData(items, front_end(), seed=0)

@@ -305,6 +305,29 @@ def test_s2m_alone_continues_on_the_init_bundle_and_exports_its_other_parts(
     assert any(not torch.equal(got[k], ref[k]) for k in ref)
 
 
+def test_a_t2s_only_run_exports_the_init_bundles_decoder_and_tokenizer(
+    trained: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    """A run that re-trained only T2S (``--t2s-start-stage 2``) exports the init bundle's S2M,
+    code embedding and tokenizer; without an init bundle the missing S2M is named."""
+    from dubstudio.engine.checkpoints import read_state_dict
+    from dubstudio.training import workflow
+
+    data, runs_trained, out = trained
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    shutil.copy(runs_trained / "t2s.ckpt", runs / "t2s.ckpt")
+    root = workflow.export_bundle(data, runs, tmp_path / "bundle", size="tiny", init=out)
+    for part in ("s2m", "reference"):
+        got, ref = (
+            read_state_dict(root / f"{part}.safetensors"),
+            read_state_dict(out / f"{part}.safetensors"),
+        )
+        assert got.keys() == ref.keys() and all(torch.equal(got[k], ref[k]) for k in ref), part
+    with pytest.raises(ValidationError, match="No S2M checkpoint"):
+        workflow.export_bundle(data, runs, tmp_path / "other", size="tiny")
+
+
 def test_align_can_take_the_tokenizer_of_the_init_bundle(
     trained: tuple[Path, Path, Path], tmp_path: Path
 ) -> None:
