@@ -273,6 +273,16 @@ def test_s2m_prompts_are_own_prefixes_or_other_utterances_of_the_speaker(
         ), "the prompt is a piece of another utterance of the speaker, with its content"
 
 
+def _assert_same_parts(root: Path, source: Path, parts: tuple[str, ...]) -> None:
+    """The bundle ``root`` holds exactly ``source``'s weights for each of ``parts``."""
+    from dubstudio.engine.checkpoints import read_state_dict
+
+    for part in parts:
+        got = read_state_dict(root / f"{part}.safetensors")
+        ref = read_state_dict(source / f"{part}.safetensors")
+        assert got.keys() == ref.keys() and all(torch.equal(got[k], ref[k]) for k in ref), part
+
+
 def test_s2m_alone_continues_on_the_init_bundle_and_exports_its_other_parts(
     trained: tuple[Path, Path, Path], tmp_path: Path
 ) -> None:
@@ -294,12 +304,7 @@ def test_s2m_alone_continues_on_the_init_bundle_and_exports_its_other_parts(
     workflow.run_stage("s2m", data, runs, size="tiny", steps=2, init=out)
     assert not (runs / "t2s.ckpt").exists() and not (runs / "t2e.ckpt").exists()
     root = workflow.export_bundle(data, runs, tmp_path / "bundle", size="tiny", init=out)
-    for part in ("t2s", "t2e"):
-        got, ref = (
-            read_state_dict(root / f"{part}.safetensors"),
-            read_state_dict(out / f"{part}.safetensors"),
-        )
-        assert got.keys() == ref.keys() and all(torch.equal(got[k], ref[k]) for k in ref), part
+    _assert_same_parts(root, out, ("t2s", "t2e"))
     # S2M itself is the run's: two steps away from the bundle's.
     got, ref = read_state_dict(root / "s2m.safetensors"), read_state_dict(out / "s2m.safetensors")
     assert any(not torch.equal(got[k], ref[k]) for k in ref)
@@ -310,7 +315,6 @@ def test_a_t2s_only_run_exports_the_init_bundles_decoder_and_tokenizer(
 ) -> None:
     """A run that re-trained only T2S (``--t2s-start-stage 2``) exports the init bundle's S2M,
     code embedding and tokenizer; without an init bundle the missing S2M is named."""
-    from dubstudio.engine.checkpoints import read_state_dict
     from dubstudio.training import workflow
 
     data, runs_trained, out = trained
@@ -318,12 +322,7 @@ def test_a_t2s_only_run_exports_the_init_bundles_decoder_and_tokenizer(
     runs.mkdir()
     shutil.copy(runs_trained / "t2s.ckpt", runs / "t2s.ckpt")
     root = workflow.export_bundle(data, runs, tmp_path / "bundle", size="tiny", init=out)
-    for part in ("s2m", "reference"):
-        got, ref = (
-            read_state_dict(root / f"{part}.safetensors"),
-            read_state_dict(out / f"{part}.safetensors"),
-        )
-        assert got.keys() == ref.keys() and all(torch.equal(got[k], ref[k]) for k in ref), part
+    _assert_same_parts(root, out, ("s2m", "reference"))
     with pytest.raises(ValidationError, match="No S2M checkpoint"):
         workflow.export_bundle(data, runs, tmp_path / "other", size="tiny")
 
