@@ -426,7 +426,7 @@ def train_t2s(
     seed: int = 0,
     batch: int = 16,
     lr: float = 5e-4,
-    style_weight: float = 0.2,
+    style_weight: float = 1.0,
     invariance_weight: float = 10.0,
     init: Path | None = None,
     on_progress: Progress | None = None,
