@@ -1,9 +1,9 @@
 """The fastest way this CPU runs a vocoder: bfloat16 autocast, ONNX Runtime, or eager float32.
 
 Dimension legend: B batch, M mel bands, F mel frames, N samples (F·hop).
-On CPUs that compute bfloat16 natively (AVX512-BF16 or AMX) the vocoder's convolutions run
-about 2× faster under bf16 autocast than under ONNX Runtime in float32, at a log-mel distance
-to the float32 output far below what a listener hears (`benchmarks/bench_s2m_vocoder.py`
+On CPUs that compute bfloat16 natively (AVX512-BF16 or AMX) HiFi-GAN runs about 1.4–1.5×
+faster under bf16 autocast than under ONNX Runtime in float32, at a log-mel distance to the
+float32 output far below what a listener hears (`benchmarks/bench_s2m_vocoder.py`
 prints both). Elsewhere bf16 is emulated and slower, so ONNX Runtime is the choice; without
 onnxruntime the eager float32 module is used as it is.
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 
@@ -22,7 +22,6 @@ from dubstudio.engine.vocoders import GraphVocoder
 
 log = logging.getLogger(__name__)
 
-Backend = Literal["auto", "bf16", "onnx", "eager"]
 BACKENDS: tuple[str, ...] = ("auto", "bf16", "onnx", "eager")
 
 
