@@ -44,6 +44,13 @@ def register(subparsers: Any) -> None:
         default=1,
         help="2: skip T2S stage 1 and re-run stages 2 and 3 on the --init model",
     )
+    train.add_argument(
+        "--s2m-cross-prompt",
+        type=float,
+        default=0.0,
+        help="share (0-1) of S2M prompts cut from another utterance of the speaker, as at "
+        "inference (each such step costs about three plain ones)",
+    )
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--threads", type=int, default=1, help="torch threads")
     train.set_defaults(func=_run_train)
@@ -99,7 +106,8 @@ def _run_parallel(
         cap = (steps or {}).get(stage, args.steps)
         cmd = [sys.executable, "-m", "dubstudio.cli", "train", stage, "--data", args.data,
                "--runs", args.runs, "--size", args.size, "--steps", str(cap),
-               "--minutes", str(mins), "--seed", str(args.seed), "--threads", "1"]  # fmt: skip
+               "--minutes", str(mins), "--seed", str(args.seed), "--threads", "1",
+               "--s2m-cross-prompt", str(args.s2m_cross_prompt)]  # fmt: skip
         if args.init:
             cmd += ["--init", args.init, "--t2s-start-stage", str(args.t2s_start_stage)]
         procs[stage] = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
@@ -140,6 +148,7 @@ def _run_stages(
                 plan=plan,
                 init=init,
                 t2s_start_stage=args.t2s_start_stage,
+                s2m_cross_prompt=args.s2m_cross_prompt,
                 on_progress=_progress,
             )
             if isinstance(result, dict):

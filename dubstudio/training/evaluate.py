@@ -210,6 +210,7 @@ def evaluate(
     closer = total = exact_ok = exact_n = 0
     src_closer = src_total = 0
     per_voice: dict[str, list[int]] = {}  # voice -> [model errors, source errors, words]
+    clone_voice: dict[str, list[int]] = {}  # held-out voice -> [lines closer to own, lines]
     own_sims: list[float] = []
     pitch_ratios: list[float] = []
     ref_f0 = {v: prosody(*sf.read(str(refs[v]), dtype="float32"))[0] for v in heldout}
@@ -255,8 +256,10 @@ def evaluate(
             own_sims.append(own)
             other_sims.append(max(sims.values()))
             if voice in heldout:
-                total += 1
-                closer += int(own > max(sims.values()))
+                hit = int(own > max(sims.values()))
+                total, closer = total + 1, closer + hit
+                counts = clone_voice.setdefault(voice, [0, 0])
+                counts[0], counts[1] = counts[0] + hit, counts[1] + 1
                 pitch_ratios.append(prosody(out.audio, 22050)[0] / ref_f0[voice])
                 if src is not None:  # the same measure on the voice's own recording: its ceiling
                     src_emb = ge2e.embed(torch.from_numpy(_resample16(src_audio, src_rate)))
@@ -283,6 +286,8 @@ def evaluate(
          f"{100 * src_closer / max(1, src_total):.0f} % ({src_closer}/{src_total})"),
         ("exact-budget renders with exact length", f"{exact_ok}/{exact_n}"),
     ]  # fmt: skip
+    for v, (c, n) in sorted(clone_voice.items()):
+        res.rows.append((f"held-out-voice lines closer to own reference, {v}", f"{c}/{n}"))
     for v, (e, es, n) in sorted(per_voice.items()):
         res.rows.append((f"WER model / source, {v}", f"{e / max(1, n):.3f} / {es / max(1, n):.3f}"))
     for k, v in sorted(stage_sec.items()):

@@ -613,6 +613,10 @@ def train_s2m(
     Returns:
         (s2m, reference) with the trained embedding in ``reference``.
     """
+    if not 0.0 <= cross_prompt <= 1.0:
+        raise ValidationError(
+            f"The S2M cross-prompt share must be between 0 and 1 (got {cross_prompt})."
+        )
     run = _Run(run_dir, "s2m")
     torch.manual_seed(seed)
     rng = random.Random(seed)

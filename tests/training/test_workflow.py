@@ -310,6 +310,29 @@ def test_s2m_alone_continues_on_the_init_bundle_and_exports_its_other_parts(
     assert any(not torch.equal(got[k], ref[k]) for k in ref)
 
 
+def test_cross_prompt_share_reaches_s2m_training_from_the_command_line(
+    trained: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    """``--s2m-cross-prompt`` is parsed and trains S2M with prompts from other utterances; a
+    share outside 0-1 is refused with a message naming the option's range."""
+    from dubstudio.cli import build_parser
+    from dubstudio.training import workflow
+
+    data, runs_trained, out = trained
+    args = build_parser().parse_args(["train", "s2m", "--s2m-cross-prompt", "1"])
+    assert args.s2m_cross_prompt == 1.0
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    shutil.copy(runs_trained / "tokenizer.ckpt", runs / "tokenizer.ckpt")
+    workflow.run_stage(
+        "s2m", data, runs, size="tiny", steps=2, init=out, s2m_cross_prompt=args.s2m_cross_prompt
+    )
+    log = [json.loads(x) for x in (runs / "s2m.log").read_text().splitlines()]
+    assert log[-1]["step"] == 2 and np.isfinite(log[-1]["loss"])
+    with pytest.raises(ValidationError, match="between 0 and 1"):
+        workflow.run_stage("s2m", data, tmp_path / "bad", size="tiny", s2m_cross_prompt=1.5)
+
+
 def test_a_t2s_only_run_exports_the_init_bundles_decoder_and_tokenizer(
     trained: tuple[Path, Path, Path], tmp_path: Path
 ) -> None:
