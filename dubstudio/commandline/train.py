@@ -13,6 +13,14 @@ STAGES = (
 )  # fmt: skip
 
 
+def _share(text: str) -> float:
+    """argparse type: a fraction from 0 to 1."""
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1 (got {text})")
+    return value
+
+
 def register(subparsers: Any) -> None:
     """Add the ``train`` and ``eval`` sub-commands."""
     train = subparsers.add_parser(
@@ -46,7 +54,7 @@ def register(subparsers: Any) -> None:
     )
     train.add_argument(
         "--s2m-cross-prompt",
-        type=float,
+        type=_share,
         default=0.0,
         help="share (0-1) of S2M prompts cut from another utterance of the speaker, as at "
         "inference (each such step costs about three plain ones)",

@@ -207,7 +207,7 @@ def evaluate(
     eval_voices = [train_voices[-1], *heldout]
     source_codes = {it.utt.uid: it.codes for it in _test_items(data)}
     err_model = err_src = err_oracle = n_words = 0
-    closer = total = exact_ok = exact_n = 0
+    exact_ok = exact_n = 0
     src_closer = src_total = 0
     per_voice: dict[str, list[int]] = {}  # voice -> [model errors, source errors, words]
     clone_voice: dict[str, list[int]] = {}  # held-out voice -> [lines closer to own, lines]
@@ -256,10 +256,9 @@ def evaluate(
             own_sims.append(own)
             other_sims.append(max(sims.values()))
             if voice in heldout:
-                hit = int(own > max(sims.values()))
-                total, closer = total + 1, closer + hit
                 counts = clone_voice.setdefault(voice, [0, 0])
-                counts[0], counts[1] = counts[0] + hit, counts[1] + 1
+                counts[0] += int(own > max(sims.values()))
+                counts[1] += 1
                 pitch_ratios.append(prosody(out.audio, 22050)[0] / ref_f0[voice])
                 if src is not None:  # the same measure on the voice's own recording: its ceiling
                     src_emb = ge2e.embed(torch.from_numpy(_resample16(src_audio, src_rate)))
@@ -267,6 +266,8 @@ def evaluate(
                     src_own = src_sims.pop(voice)
                     src_total += 1
                     src_closer += int(src_own > max(src_sims.values()))
+    closer = sum(c for c, _ in clone_voice.values())
+    total = sum(n for _, n in clone_voice.values())
     wer_m = err_model / max(1, n_words)
     wer_s = err_src / max(1, n_words)
     wer_o = err_oracle / max(1, n_words)

@@ -313,8 +313,9 @@ def test_s2m_alone_continues_on_the_init_bundle_and_exports_its_other_parts(
 def test_cross_prompt_share_reaches_s2m_training_from_the_command_line(
     trained: tuple[Path, Path, Path], tmp_path: Path
 ) -> None:
-    """``--s2m-cross-prompt`` is parsed and trains S2M with prompts from other utterances; a
-    share outside 0-1 is refused with a message naming the option's range."""
+    """``--s2m-cross-prompt`` is parsed and reaches S2M training; a share outside 0-1 is
+    refused with a message naming the option's range (which prompts a share gives is
+    `test_s2m_prompts_are_own_prefixes_or_other_utterances_of_the_speaker`)."""
     from dubstudio.cli import build_parser
     from dubstudio.training import workflow
 
