@@ -39,6 +39,11 @@ def register(subparsers: Any) -> None:
     train.add_argument("--sentences", type=int, default=600, help="training sentences (corpus)")
     train.add_argument("--test-sentences", type=int, default=24, help="held-out sentences")
     train.add_argument(
+        "--test-only",
+        action="store_true",
+        help="corpus: only the held-out split, enough for 'dubstudio eval' (1,920 utterances)",
+    )
+    train.add_argument(
         "--tokenizer-minutes", type=float, default=5.0, help="time cap of the tokenizer in 'all'"
     )
     train.add_argument(
@@ -131,7 +136,11 @@ def _run_stages(
     from dubstudio.training import workflow
     from dubstudio.training.corpus import CorpusPlan
 
-    plan = CorpusPlan(train_sentences=args.sentences, test_sentences=args.test_sentences)
+    plan = CorpusPlan(
+        train_sentences=args.sentences,
+        test_sentences=args.test_sentences,
+        test_only=args.test_only,
+    )
     init = None
     if args.init:
         from dubstudio.engine.bundles import load_bundle

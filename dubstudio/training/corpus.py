@@ -448,6 +448,8 @@ class CorpusPlan:
         styles_per_sentence: Non-calm styles per (sentence, voice) besides calm.
         shifts: Timbre shifts (cents) drawn per training utterance; ``(0,)`` for none.
         seed: Seed of sentences and style choices.
+        test_only: Synthesize only the held-out split (the same sentences and voices as the
+            full plan): what `dubstudio eval` needs to measure a bundle.
     """
 
     train_sentences: int = 600
@@ -457,6 +459,7 @@ class CorpusPlan:
     styles_per_sentence: int = 1
     shifts: tuple[int, ...] = SHIFTS
     seed: int = 1234
+    test_only: bool = False
 
 
 def plan_items(plan: CorpusPlan) -> Iterator[tuple[str, str, str, str, int]]:
@@ -469,7 +472,9 @@ def plan_items(plan: CorpusPlan) -> Iterator[tuple[str, str, str, str, int]]:
         for voice in plan.train_voices:
             styles = ["calm", *rng.sample(emotional, plan.styles_per_sentence)]
             for style in styles:
-                yield "train", voice, style, text, rng.choice(plan.shifts)
+                shift = rng.choice(plan.shifts)  # drawn either way: the random stream is shared
+                if not plan.test_only:
+                    yield "train", voice, style, text, shift
     for text in test:
         for voice in (*plan.train_voices, *plan.heldout_voices):
             for style in EMOTION_NAMES:
@@ -542,6 +547,16 @@ def read_metadata(corpus_dir: str | Path) -> list[Utterance]:
             d["phones"] = [tuple(p) for p in d["phones"]]
             out.append(Utterance(**d))
     return out
+
+
+def training_voices(corpus_dir: str | Path, utts: list[Utterance]) -> list[str]:
+    """The voices a corpus trains on: those of its training utterances, or, for a corpus built
+    with ``test_only``, the plan's (``plan.json``)."""
+    voices = sorted({u.voice for u in utts if u.split == "train"})
+    plan = Path(corpus_dir) / "plan.json"
+    if not voices and plan.is_file():
+        voices = sorted(json.loads(plan.read_text(encoding="utf-8")).get("train_voices", []))
+    return voices
 
 
 def write_metadata(corpus_dir: str | Path, utts: list[Utterance]) -> None:

@@ -31,7 +31,7 @@ import torch
 
 from dubstudio.core.model import EMOTION_NAMES
 from dubstudio.engine.small import N_PHONES
-from dubstudio.training.corpus import STYLES, read_metadata
+from dubstudio.training.corpus import STYLES, read_metadata, training_voices
 
 log = logging.getLogger(__name__)
 
@@ -178,7 +178,7 @@ def evaluate(
     sentences = sorted({u.text for u in test})
     eval_sents, ref_sents = sentences[:lines], sentences[-2:]
     voices = sorted({u.voice for u in test})
-    train_voices = sorted({u.voice for u in utts if u.split == "train"})
+    train_voices = training_voices(corpus, utts)
     heldout = [v for v in voices if v not in train_voices]
     tmp = Path(tempfile.mkdtemp(prefix="dubstudio-eval-"))
 

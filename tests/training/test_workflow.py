@@ -46,6 +46,21 @@ def test_sentences_are_deterministic_and_distinct() -> None:
     assert make_sentences(50, 2) != a
 
 
+def test_test_only_plan_is_the_full_plans_held_out_split(tmp_path: Path) -> None:
+    """``--test-only`` synthesizes exactly the held-out utterances of the full plan (same
+    sentences, voices and styles), and the corpus still knows its training voices."""
+    from dataclasses import asdict, replace
+
+    from dubstudio.training.corpus import plan_items, training_voices
+
+    full = CorpusPlan(train_sentences=6, test_sentences=2, seed=5)
+    held_out = [item for item in plan_items(full) if item[0] == "test"]
+    only = list(plan_items(replace(full, test_only=True)))
+    assert only == held_out and len(only) == 2 * (len(full.train_voices) + 1) * 8
+    (tmp_path / "plan.json").write_text(json.dumps(asdict(replace(full, test_only=True))))
+    assert training_voices(tmp_path, []) == sorted(full.train_voices)
+
+
 def test_corpus_has_metadata_and_phone_timings(trained: tuple[Path, Path, Path]) -> None:
     data, _, _ = trained
     utts = read_metadata(data / "corpus")
