@@ -136,7 +136,7 @@ class MelConfig:
 
 
 @lru_cache(maxsize=16)
-def _mel_basis(cfg: MelConfig) -> torch.Tensor:
+def mel_filters(cfg: MelConfig) -> torch.Tensor:
     """Slaney-normalised slaney-scale mel filters (as librosa.filters.mel gives): (M, K)."""
     import torchaudio
 
@@ -188,7 +188,7 @@ def mel_spectrogram(wave: torch.Tensor, cfg: MelConfig) -> torch.Tensor:
         return_complex=True,
     )
     mag = torch.sqrt(spec.real.pow(2) + spec.imag.pow(2) + 1e-9)  # (B, K, F)
-    mel = torch.matmul(_mel_basis(cfg).to(x.device), mag)
+    mel = torch.matmul(mel_filters(cfg).to(x.device), mag)
     out = torch.log(torch.clamp(mel, min=1e-5))
     return out[0] if squeeze else out
 

@@ -26,7 +26,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -89,6 +89,11 @@ class EngineComponents:
             `s2m.model.sway_schedule`).
         timbre_match: Strength of `audio.match_spectral_mean` between the decoded mel and the
             voice's reference mel (0 = off; the bundled model uses 1).
+        style_fit_steps: Gradient steps of the per-voice style fit (`dubstudio.engine.stylefit`;
+            0 = off). Needs ``speaker_encoder`` and ``mel_speaker_encoder``.
+        speaker_encoder: 16 kHz waveform -> unit speaker embedding (``embed``), or None.
+        mel_speaker_encoder: The same embedding from a decoded log-mel (1, M, F), differentiable
+            (`stylefit.MelSpeakerEncoder`), or None.
     """
 
     bundle: ModelBundle
@@ -105,6 +110,9 @@ class EngineComponents:
     cfg_rate: float = 0.7
     cfm_sway: float = 0.0
     timbre_match: float = 0.0
+    style_fit_steps: int = 0
+    speaker_encoder: Any = None
+    mel_speaker_encoder: Any = None
     extras: dict[str, Any] = field(default_factory=dict)
 
 
@@ -336,11 +344,81 @@ class Synthesizer:
             base = c.t2s.emotion_vector(feats.emotion_feats)
         prompt = c.s2m.prompt_condition(feats.prompt_content, feats.ref_mel.shape[-1])
         state = _VoiceState(feats, latents.float(), base.float(), prompt)
+        if c.style_fit_steps > 0 and c.mel_speaker_encoder is not None:
+            state = self._fitted_style(voice, state, audio, rate)
         with self._lock:
             self._voices[key] = state
             while len(self._voices) > VOICE_CACHE_SIZE:
                 self._voices.popitem(last=False)
         return state
+
+    def _fitted_style(
+        self, voice: VoiceRef, state: _VoiceState, audio: np.ndarray, rate: int
+    ) -> _VoiceState:
+        """``state`` with the S2M style replaced by the voice's fitted one (from the disk cache
+        when this voice was fitted for this model before)."""
+        from dubstudio.engine.bundles import user_cache_dir
+        from dubstudio.engine.stylefit import StyleCache
+
+        c = self.components
+        key = f"{self.identity[:16]}-{voice.content_hash[:24]}-{c.style_fit_steps}"
+        cache = StyleCache(user_cache_dir() / "styles")
+        style = cache.get(key)
+        if style is None or style.shape != state.features.style.shape:
+            result = self._fit_style(voice, state, audio, rate)
+            style = result.style
+            cache.put(key, style, result)
+            log.info(
+                "fitted the style of %s in %.1f s: speaker cosine %.3f -> %.3f "
+                "(vocoded %.3f -> %.3f)",
+                voice.audio_path, result.seconds, result.start, result.best,
+                result.heard_start, result.heard_best,
+            )  # fmt: skip
+        features = replace(state.features, style=style.to(self.device))
+        return replace(state, features=features)
+
+    def _fit_style(self, voice: VoiceRef, state: _VoiceState, audio: np.ndarray, rate: int) -> Any:
+        """`stylefit.fit_style` on a calibration render of the voice (free length, seed 0)."""
+        from dubstudio.engine.stylefit import CALIBRATION_TEXT, confirm_fit, fit_style
+
+        c = self.components
+        request = SynthesisRequest(text=CALIBRATION_TEXT, voice=voice, sample_rate=self.output_rate)
+        plan = self._plan(request, None)
+        emovec = state.base_emovec
+        codes = self._generate(state, emovec, plan.segments, plan.seg_tokens, "free", 0, None, None)
+        with autocast_context(self.device):
+            latents = c.t2s.latents(state.speaker_latents, emovec, plan.segments, codes)
+        cond, frames = self._s2m_condition(plan, codes, latents)
+        wave16 = resample(torch.from_numpy(np.ascontiguousarray(audio)).float(), rate, 16000)
+        target = c.speaker_encoder.embed(wave16)
+        steps = self.bundle.cfm_steps
+
+        def decode(style: torch.Tensor) -> torch.Tensor:
+            generator = torch.Generator(device=self.device).manual_seed(12345)
+            mel = c.s2m.sample(
+                cond, prompt, ref_mel, style, steps=steps, cfg_rate=c.cfg_rate,
+                sway=c.cfm_sway, frame_lens=frames, generator=generator,
+            )  # fmt: skip
+            mel = torch.cat([mel[i, :, :f] for i, f in enumerate(frames)], dim=-1)[None]
+            return match_spectral_mean(mel, ref_mel, c.timbre_match)
+
+        def heard(style: torch.Tensor) -> float:
+            """Speaker cosine of the vocoded calibration render: what the listener gets."""
+            wave = c.vocoder(decode(style)).reshape(-1).float()
+            return float(c.speaker_encoder.embed(resample(wave, self.output_rate, 16000)) @ target)
+
+        prompt, ref_mel = state.prompt_condition, state.features.ref_mel
+        with torch.inference_mode(False), torch.enable_grad():
+            # Inference tensors cannot be saved for backward: ordinary copies of the inputs.
+            cond, prompt, ref_mel = cond.clone(), prompt.clone(), ref_mel.clone()
+            result = fit_style(
+                decode,
+                c.mel_speaker_encoder,
+                target.clone(),
+                state.features.style.clone(),
+                steps=c.style_fit_steps,
+            )
+        return confirm_fit(result, state.features.style, heard)
 
     def _emotion_clip_vector(self, clip: VoiceRef) -> torch.Tensor:
         key = clip.content_hash
@@ -627,20 +705,12 @@ class Synthesizer:
                 )
             )
 
-    def _finish(
-        self,
-        plan: _Plan,
-        voice: _VoiceState,
-        codes: list[torch.Tensor],
-        latents: list[torch.Tensor],
-        timings: dict[str, float],
-        progress: Callable[[str, float], None],
-        should_stop: StopCallback | None,
-    ) -> SynthesisResult:
+    def _s2m_condition(
+        self, plan: _Plan, codes: list[torch.Tensor], latents: list[torch.Tensor]
+    ) -> tuple[torch.Tensor, list[int]]:
+        """Regulated S2M content of a line's segments, one batch row each (B, F_max, C), and
+        each segment's mel frames (its budget, or the natural count of its codes)."""
         c = self.components
-        request = plan.request
-        # ---- S2M: each segment regulated to its frame budget, all segments in one CFM batch.
-        t0 = time.perf_counter()
         frames = [
             f if f is not None else self._frames_for_tokens(int(x.numel()))
             for f, x in zip(plan.seg_frames, codes, strict=True)
@@ -658,6 +728,23 @@ class Synthesizer:
         cond = c.s2m.content(
             content_b, latent_b if use_latent else None, frames, content_lens=content_lens
         )
+        return cond, frames
+
+    def _finish(
+        self,
+        plan: _Plan,
+        voice: _VoiceState,
+        codes: list[torch.Tensor],
+        latents: list[torch.Tensor],
+        timings: dict[str, float],
+        progress: Callable[[str, float], None],
+        should_stop: StopCallback | None,
+    ) -> SynthesisResult:
+        c = self.components
+        request = plan.request
+        # ---- S2M: each segment regulated to its frame budget, all segments in one CFM batch.
+        t0 = time.perf_counter()
+        cond, frames = self._s2m_condition(plan, codes, latents)
         steps = request.cfm_steps or self.bundle.cfm_steps
         generator = torch.Generator(device=self.device).manual_seed(
             (int(request.seed) * 1_000_003 + 12345) & 0x7FFF_FFFF_FFFF

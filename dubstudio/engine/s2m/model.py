@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -180,6 +181,17 @@ class S2MModel(nn.Module):
         prompt_condition: torch.Tensor,
         ref_mel: torch.Tensor,
         style: torch.Tensor,
+        **options: Any,
+    ) -> torch.Tensor:
+        """`sample` under inference mode: what rendering runs (the same arguments)."""
+        return self.sample(cond, prompt_condition, ref_mel, style, **options)
+
+    def sample(
+        self,
+        cond: torch.Tensor,
+        prompt_condition: torch.Tensor,
+        ref_mel: torch.Tensor,
+        style: torch.Tensor,
         *,
         steps: int = 25,
         cfg_rate: float = 0.7,
@@ -191,6 +203,9 @@ class S2MModel(nn.Module):
         should_stop: Callable[[], bool] | None = None,
     ) -> torch.Tensor:
         """Flow-matching decode of the mel for the generated region.
+
+        Differentiable with respect to its inputs (``style`` in `dubstudio.engine.stylefit`);
+        `generate` runs it without autograd.
 
         Euler over the schedule t_k = u + s·(cos(π/2·u) − 1 + u), u = k/n (sway sampling; s = 0
         is the uniform schedule, s < 0 spends more steps near the noise, where the flow's

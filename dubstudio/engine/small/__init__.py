@@ -365,12 +365,19 @@ class GE2EEncoder(nn.Module):
     @torch.inference_mode()
     def embed(self, wave16k: torch.Tensor) -> torch.Tensor:
         """Utterance embedding: mean of 1.6 s partials (half overlap), unit norm. (N,) -> (S,)."""
+        return self(wave16k)  # type: ignore[no-any-return]
+
+    def forward(self, wave16k: torch.Tensor) -> torch.Tensor:
+        """`embed` with autograd (differentiable in the waveform). (N,) -> (S,)."""
         wave = wave16k.float()
         rms = wave.pow(2).mean().sqrt().clamp(min=1e-6)
         target = 10 ** (-30 / 20)
         if rms < target:  # resemblyzer only raises quiet audio to -30 dBFS
             wave = wave * (target / rms)
-        mel = self.mel(wave)  # (F, 40)
+        return self.embed_mel(self.mel(wave))
+
+    def embed_mel(self, mel: torch.Tensor) -> torch.Tensor:
+        """Utterance embedding of a power mel (F, 40) as `mel` gives it; differentiable."""
         n = 160
         if mel.shape[0] < n:
             mel = F.pad(mel, (0, 0, 0, n - mel.shape[0]))
@@ -644,6 +651,7 @@ def build_components(bundle: Any, device: torch.device | None) -> Any:
     """
     from dubstudio.engine.checkpoints import load_strict, read_state_dict
     from dubstudio.engine.pipeline import EngineComponents
+    from dubstudio.engine.stylefit import MelSpeakerEncoder
     from dubstudio.engine.t2s.decoding import DecodeParams
     from dubstudio.engine.t2s.emotion import EmotionMatrices
 
@@ -704,4 +712,7 @@ def build_components(bundle: Any, device: torch.device | None) -> Any:
         cfg_rate=float(config.get("cfg_rate", 0.7)),
         cfm_sway=float(config.get("cfm_sway", 0.0)),
         timbre_match=float(config.get("timbre_match", 0.0)),
+        style_fit_steps=int(config.get("style_fit", 0)),
+        speaker_encoder=style,
+        mel_speaker_encoder=MelSpeakerEncoder(style, mel_config()),
     )
