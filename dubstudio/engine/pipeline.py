@@ -327,7 +327,12 @@ class Synthesizer:
 
     # ------------------------------------------------------------------ voices and emotions
 
-    def _voice(self, voice: VoiceRef) -> _VoiceState:
+    def _voice(
+        self,
+        voice: VoiceRef,
+        on_fraction: Callable[[float], None] | None = None,
+        should_stop: StopCallback | None = None,
+    ) -> _VoiceState:
         key = voice.content_hash
         with self._lock:
             state = self._voices.get(key)
@@ -345,7 +350,7 @@ class Synthesizer:
         prompt = c.s2m.prompt_condition(feats.prompt_content, feats.ref_mel.shape[-1])
         state = _VoiceState(feats, latents.float(), base.float(), prompt)
         if c.style_fit_steps > 0 and c.mel_speaker_encoder is not None:
-            state = self._fitted_style(voice, state, audio, rate)
+            state = self._fitted_style(voice, state, audio, rate, on_fraction, should_stop)
         with self._lock:
             self._voices[key] = state
             while len(self._voices) > VOICE_CACHE_SIZE:
@@ -353,7 +358,13 @@ class Synthesizer:
         return state
 
     def _fitted_style(
-        self, voice: VoiceRef, state: _VoiceState, audio: np.ndarray, rate: int
+        self,
+        voice: VoiceRef,
+        state: _VoiceState,
+        audio: np.ndarray,
+        rate: int,
+        on_fraction: Callable[[float], None] | None = None,
+        should_stop: StopCallback | None = None,
     ) -> _VoiceState:
         """``state`` with the S2M style replaced by the voice's fitted one (from the disk cache
         when this voice was fitted for this model before)."""
@@ -365,7 +376,7 @@ class Synthesizer:
         cache = StyleCache(user_cache_dir() / "styles")
         style = cache.get(key)
         if style is None or style.shape != state.features.style.shape:
-            result = self._fit_style(voice, state, audio, rate)
+            result = self._fit_style(voice, state, audio, rate, on_fraction, should_stop)
             style = result.style
             cache.put(key, style, result)
             log.info(
@@ -377,7 +388,15 @@ class Synthesizer:
         features = replace(state.features, style=style.to(self.device))
         return replace(state, features=features)
 
-    def _fit_style(self, voice: VoiceRef, state: _VoiceState, audio: np.ndarray, rate: int) -> Any:
+    def _fit_style(
+        self,
+        voice: VoiceRef,
+        state: _VoiceState,
+        audio: np.ndarray,
+        rate: int,
+        on_fraction: Callable[[float], None] | None = None,
+        should_stop: StopCallback | None = None,
+    ) -> Any:
         """`stylefit.fit_style` on a calibration render of the voice (free length, seed 0)."""
         from dubstudio.engine.stylefit import CALIBRATION_TEXT, confirm_fit, fit_style
 
@@ -417,6 +436,8 @@ class Synthesizer:
                 target.clone(),
                 state.features.style.clone(),
                 steps=c.style_fit_steps,
+                on_fraction=on_fraction,
+                should_stop=should_stop,
             )
         return confirm_fit(result, state.features.style, heard)
 
@@ -612,7 +633,7 @@ class Synthesizer:
         raise_if_stopped(should_stop, "conditioning")
         t0 = time.perf_counter()
         progress("conditioning", 0.0)
-        voice = self._voice(first.voice)
+        voice = self._voice(first.voice, lambda f: progress("conditioning", f), should_stop)
         emovec = self._emovec(first, voice)
         timings["conditioning"] = time.perf_counter() - t0
         progress("conditioning", 1.0)

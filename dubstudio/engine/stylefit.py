@@ -65,6 +65,7 @@ def fit_style(
     *,
     steps: int,
     lr: float = 0.02,
+    on_fraction: Callable[[float], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> StyleFitResult:
     """Search the style whose render the speaker encoder finds closest to ``target``.
@@ -80,6 +81,7 @@ def fit_style(
         init: (1, S) starting style.
         steps: Gradient steps (0 only measures ``init``).
         lr: Adam step size.
+        on_fraction: Called with the fraction done after every step.
         should_stop: Polled before every step; True raises `RenderCancelled`.
     """
     t0 = time.perf_counter()
@@ -98,6 +100,8 @@ def fit_style(
         if value > best:
             best, best_style = value, style.detach().clone()
         log.debug("style fit step %d: cosine %.4f", step, value)
+        if on_fraction is not None:
+            on_fraction((step + 1) / (steps + 1))
         if step == steps:
             break
         (grad,) = torch.autograd.grad(-sim, [param])

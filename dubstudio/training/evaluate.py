@@ -215,6 +215,27 @@ def evaluate(
     pitch_ratios: list[float] = []
     ref_f0 = {v: prosody(*sf.read(str(refs[v]), dtype="float32"))[0] for v in heldout}
     other_sims: list[float] = []
+    # The same question asked of other clips: each voice's own recording of the line's sentence
+    # (never the reference, so never what a per-voice style fit was fitted to).
+    rec_emb: dict[tuple[str, str], torch.Tensor] = {}
+
+    def recording_embedding(voice: str, text: str) -> torch.Tensor | None:
+        if (voice, text) not in rec_emb:
+            if voice == EXTRA_HELDOUT:
+                path = _espeak_reference(text, tmp / f"espeak_{len(rec_emb)}.wav")
+            else:
+                u = next(
+                    (u for u in test if u.voice == voice and u.style == "calm" and u.text == text),
+                    None,
+                )
+                path = None if u is None else corpus / u.wav
+            if path is None:
+                return None
+            audio, rate = sf.read(str(path), dtype="float32")
+            rec_emb[voice, text] = ge2e.embed(torch.from_numpy(_resample16(audio, rate)))
+        return rec_emb[voice, text]
+
+    rec_closer = rec_total = 0
     stage_sec: dict[str, float] = {}
     audio_sec = 0.0
     for voice in eval_voices:
@@ -260,6 +281,12 @@ def evaluate(
                 counts[0] += int(own > max(sims.values()))
                 counts[1] += 1
                 pitch_ratios.append(prosody(out.audio, 22050)[0] / ref_f0[voice])
+                recs = {v: recording_embedding(v, text) for v in all_voices}
+                own_rec = recs.pop(voice)
+                others = [float(emb @ r) for r in recs.values() if r is not None]
+                if own_rec is not None and others:
+                    rec_total += 1
+                    rec_closer += int(float(emb @ own_rec) > max(others))
                 if src is not None:  # the same measure on the voice's own recording: its ceiling
                     src_emb = ge2e.embed(torch.from_numpy(_resample16(src_audio, src_rate)))
                     src_sims = {v: float(src_emb @ ref_emb[v]) for v in all_voices}
@@ -281,6 +308,8 @@ def evaluate(
         ("GE2E cosine to closest other speaker (mean)", f"{np.mean(other_sims):.3f}"),
         ("held-out-voice lines closer to own reference (target >= 80 %)",
          f"{100 * closer / max(1, total):.0f} % ({closer}/{total})"),
+        ("the same against the voices' own recordings of each line's sentence",
+         f"{100 * rec_closer / max(1, rec_total):.0f} % ({rec_closer}/{rec_total})"),
         ("held-out voices: median F0 of the render / of the reference (median over lines)",
          _median_text([r for r in pitch_ratios if np.isfinite(r)])),
         ("the same for the held-out voices' own recordings (ceiling)",

@@ -101,6 +101,9 @@ def test_fit_style_moves_towards_the_reference_and_keeps_the_best() -> None:
         assert float(_encoder(decoder(result.style)) @ target) == pytest.approx(
             result.best, abs=1e-5
         )
+    fractions: list[float] = []
+    fit_style(decoder, _encoder, target, init, steps=3, on_fraction=fractions.append)
+    assert fractions == [0.25, 0.5, 0.75, 1.0]
     # No steps: the initial style, measured.
     none = fit_style(decoder, _encoder, target, init, steps=0)
     assert torch.equal(none.style, init) and none.best == none.start == pytest.approx(result.start)
@@ -157,7 +160,10 @@ def test_pipeline_fits_a_voice_once_and_reuses_it(
     )
     synth = Synthesizer.from_bundle(load_bundle(root))
     assert synth.components.style_fit_steps == 2
-    first = synth.synthesize(request)
+    seen: list[tuple[float, str]] = []
+    first = synth.synthesize(request, on_progress=lambda f, stage: seen.append((f, stage)))
+    # The fit reports its steps as conditioning progress (the stage's 0-5 % of the bar).
+    assert len([f for f, stage in seen if stage == "conditioning"]) >= 4
     assert len(first.audio) == 9000 and np.isfinite(first.audio).all()
     stored = list((tmp_path / "cache" / "styles").glob("*.safetensors"))
     assert len(stored) == 1
