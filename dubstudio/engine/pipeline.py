@@ -350,7 +350,11 @@ class Synthesizer:
         prompt = c.s2m.prompt_condition(feats.prompt_content, feats.ref_mel.shape[-1])
         state = _VoiceState(feats, latents.float(), base.float(), prompt)
         if c.style_fit_steps > 0 and c.mel_speaker_encoder is not None:
-            state = self._fitted_style(voice, state, audio, rate, on_fraction, should_stop)
+            state = self._fitted_style(
+                voice,
+                state,
+                lambda: self._fit_style(voice, state, audio, rate, on_fraction, should_stop),
+            )
         with self._lock:
             self._voices[key] = state
             while len(self._voices) > VOICE_CACHE_SIZE:
@@ -358,16 +362,10 @@ class Synthesizer:
         return state
 
     def _fitted_style(
-        self,
-        voice: VoiceRef,
-        state: _VoiceState,
-        audio: np.ndarray,
-        rate: int,
-        on_fraction: Callable[[float], None] | None = None,
-        should_stop: StopCallback | None = None,
+        self, voice: VoiceRef, state: _VoiceState, fit: Callable[[], Any]
     ) -> _VoiceState:
-        """``state`` with the S2M style replaced by the voice's fitted one (from the disk cache
-        when this voice was fitted for this model before)."""
+        """``state`` with the S2M style replaced by the voice's fitted one: from the disk cache
+        when this voice was fitted for this model before, else ``fit()``'s."""
         from dubstudio.engine.bundles import user_cache_dir
         from dubstudio.engine.stylefit import StyleCache
 
@@ -376,7 +374,7 @@ class Synthesizer:
         cache = StyleCache(user_cache_dir() / "styles")
         style = cache.get(key)
         if style is None or style.shape != state.features.style.shape:
-            result = self._fit_style(voice, state, audio, rate, on_fraction, should_stop)
+            result = fit()
             style = result.style
             cache.put(key, style, result)
             log.info(
