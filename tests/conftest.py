@@ -7,6 +7,10 @@ import os
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+if "DUBSTUDIO_CACHE_DIR" not in os.environ:  # fitted voice styles, vocoder exports: not the user's
+    import tempfile
+
+    os.environ["DUBSTUDIO_CACHE_DIR"] = tempfile.mkdtemp(prefix="dubstudio-test-cache-")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -243,6 +243,8 @@ class StyleCache:
                 "start": f"{result.start:.4f}",
                 "best": f"{result.best:.4f}",
                 "steps": str(result.steps),
+                "heard_start": f"{result.heard_start:.4f}",
+                "heard_best": f"{result.heard_best:.4f}",
             },
         )
         try:
