@@ -219,15 +219,18 @@ def evaluate(
     # (never the reference, so never what a per-voice style fit was fitted to).
     rec_emb: dict[tuple[str, str], torch.Tensor] = {}
 
+    def calm_take(voice: str, text: str) -> Any:
+        """The voice's calm corpus recording of ``text``, or None."""
+        return next(
+            (u for u in test if u.voice == voice and u.style == "calm" and u.text == text), None
+        )
+
     def recording_embedding(voice: str, text: str) -> torch.Tensor | None:
         if (voice, text) not in rec_emb:
             if voice == EXTRA_HELDOUT:
                 path = _espeak_reference(text, tmp / f"espeak_{len(rec_emb)}.wav")
             else:
-                u = next(
-                    (u for u in test if u.voice == voice and u.style == "calm" and u.text == text),
-                    None,
-                )
+                u = calm_take(voice, text)
                 path = None if u is None else corpus / u.wav
             if path is None:
                 return None
@@ -241,10 +244,7 @@ def evaluate(
     for voice in eval_voices:
         vref = VoiceRef(str(refs[voice]))
         for text in eval_sents:
-            src = next(
-                (u for u in test if u.voice == voice and u.style == "calm" and u.text == text),
-                None,
-            )
+            src = calm_take(voice, text)
             if src is not None:
                 src_audio, src_rate = sf.read(str(corpus / src.wav), dtype="float32")
                 target = round(len(src_audio) / src_rate * 22050)
@@ -287,8 +287,9 @@ def evaluate(
                 if own_rec is not None and others:
                     rec_total += 1
                     rec_closer += int(float(emb @ own_rec) > max(others))
-                if src is not None:  # the same measure on the voice's own recording: its ceiling
-                    src_emb = ge2e.embed(torch.from_numpy(_resample16(src_audio, src_rate)))
+                if own_rec is not None and src is not None:
+                    # The same measure on the voice's own recording: its ceiling.
+                    src_emb = own_rec
                     src_sims = {v: float(src_emb @ ref_emb[v]) for v in all_voices}
                     src_own = src_sims.pop(voice)
                     src_total += 1

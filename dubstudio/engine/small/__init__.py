@@ -693,6 +693,7 @@ def build_components(bundle: Any, device: torch.device | None) -> Any:
         repel=float(config.get("style_repel", 0.0)),
     )
     emo = modules["emotion"]
+    fit_steps = int(config.get("style_fit", 0))
     return EngineComponents(
         bundle=bundle,
         device=device,
@@ -712,7 +713,7 @@ def build_components(bundle: Any, device: torch.device | None) -> Any:
         cfg_rate=float(config.get("cfg_rate", 0.7)),
         cfm_sway=float(config.get("cfm_sway", 0.0)),
         timbre_match=float(config.get("timbre_match", 0.0)),
-        style_fit_steps=int(config.get("style_fit", 0)),
+        style_fit_steps=fit_steps,
         speaker_encoder=style,
-        mel_speaker_encoder=MelSpeakerEncoder(style, mel_config()),
+        mel_speaker_encoder=MelSpeakerEncoder(style, mel_config()) if fit_steps > 0 else None,
     )
