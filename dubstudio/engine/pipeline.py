@@ -91,6 +91,8 @@ class EngineComponents:
             voice's reference mel (0 = off; the bundled model uses 1).
         style_fit_steps: Gradient steps of the per-voice style fit (`dubstudio.engine.stylefit`;
             0 = off). Needs ``speaker_encoder`` and ``mel_speaker_encoder``.
+        style_fit_keep: Share of the fitted move from the voice's own style that is used, in
+            (0, 1] (`stylefit.fit_style`'s ``keep``).
         speaker_encoder: 16 kHz waveform -> unit speaker embedding (``embed``), or None.
         mel_speaker_encoder: The same embedding from a decoded log-mel (1, M, F), differentiable
             (`stylefit.MelSpeakerEncoder`), or None.
@@ -111,6 +113,7 @@ class EngineComponents:
     cfm_sway: float = 0.0
     timbre_match: float = 0.0
     style_fit_steps: int = 0
+    style_fit_keep: float = 1.0
     speaker_encoder: Any = None
     mel_speaker_encoder: Any = None
     extras: dict[str, Any] = field(default_factory=dict)
@@ -327,6 +330,13 @@ class Synthesizer:
 
     # ------------------------------------------------------------------ voices and emotions
 
+    @torch.inference_mode()
+    def prepare_voice(self, voice: VoiceRef, *, should_stop: StopCallback | None = None) -> None:
+        """Compute what every render with ``voice`` needs (its conditioning and, for bundles
+        that fit styles, the fitted style, which is also kept on disk), so that the first
+        render with it pays nothing extra."""
+        self._voice(voice, should_stop=should_stop)
+
     def _voice(
         self,
         voice: VoiceRef,
@@ -370,7 +380,10 @@ class Synthesizer:
         from dubstudio.engine.stylefit import StyleCache
 
         c = self.components
-        key = f"{self.identity[:16]}-{voice.content_hash[:24]}-{c.style_fit_steps}"
+        key = (
+            f"{self.identity[:16]}-{voice.content_hash[:24]}-{c.style_fit_steps}"
+            f"-{c.style_fit_keep:g}"
+        )
         cache = StyleCache(user_cache_dir() / "styles")
         style = cache.get(key)
         if style is None or style.shape != state.features.style.shape:
@@ -434,6 +447,7 @@ class Synthesizer:
                 target.clone(),
                 state.features.style.clone(),
                 steps=c.style_fit_steps,
+                keep=c.style_fit_keep,
                 on_fraction=on_fraction,
                 should_stop=should_stop,
             )

@@ -694,6 +694,12 @@ def build_components(bundle: Any, device: torch.device | None) -> Any:
     )
     emo = modules["emotion"]
     fit_steps = int(config.get("style_fit", 0))
+    fit_keep = float(config.get("style_fit_keep", 1.0))
+    if not 0.0 < fit_keep <= 1.0:
+        raise ModelLoadError(
+            f"{bundle.root}: config 'style_fit_keep' is {fit_keep}; it must be in (0, 1] "
+            "(the share of the fitted style move to use; 1 uses all of it)."
+        )
     return EngineComponents(
         bundle=bundle,
         device=device,
@@ -714,6 +720,7 @@ def build_components(bundle: Any, device: torch.device | None) -> Any:
         cfm_sway=float(config.get("cfm_sway", 0.0)),
         timbre_match=float(config.get("timbre_match", 0.0)),
         style_fit_steps=fit_steps,
+        style_fit_keep=fit_keep,
         speaker_encoder=style,
         mel_speaker_encoder=MelSpeakerEncoder(style, mel_config()) if fit_steps > 0 else None,
     )

@@ -107,6 +107,15 @@ def test_fit_style_moves_towards_the_reference_and_keeps_the_best() -> None:
     # No steps: the initial style, measured.
     none = fit_style(decoder, _encoder, target, init, steps=0)
     assert torch.equal(none.style, init) and none.best == none.start == pytest.approx(result.start)
+    # ``keep``: the same search, and the style returned goes that share of the way to the best.
+    half = fit_style(decoder, _encoder, target, init, steps=40, lr=0.05, keep=0.5)
+    expected = F.normalize(init + 0.5 * (result.style - init), dim=-1)
+    assert torch.allclose(half.style, expected, atol=1e-6)
+    with torch.no_grad():  # ``best`` is measured on the style returned
+        assert float(_encoder(decoder(half.style)) @ target) == pytest.approx(half.best, abs=1e-5)
+    assert half.start == pytest.approx(result.start) and half.start < half.best < result.best
+    with pytest.raises(ValueError, match="keep"):
+        fit_style(decoder, _encoder, target, init, steps=1, keep=0.0)
     # The model's own weights are not trained by the fit.
     assert decoder.w1.grad is None
     with pytest.raises(RenderCancelled):
@@ -151,6 +160,7 @@ def test_pipeline_fits_a_voice_once_and_reuses_it(
     root = create_tiny_small_bundle(tmp_path / "b", seed=1)
     manifest = json.loads((root / "bundle.json").read_text())
     manifest["config"]["style_fit"] = 2
+    manifest["config"]["style_fit_keep"] = 0.75
     (root / "bundle.json").write_text(json.dumps(manifest))
     t = np.arange(22050) / 22050
     sf.write(tmp_path / "v.wav", (0.3 * np.sin(2 * np.pi * 140 * t)).astype(np.float32), 22050)
@@ -160,6 +170,7 @@ def test_pipeline_fits_a_voice_once_and_reuses_it(
     )
     synth = Synthesizer.from_bundle(load_bundle(root))
     assert synth.components.style_fit_steps == 2
+    assert synth.components.style_fit_keep == 0.75
     seen: list[tuple[float, str]] = []
     first = synth.synthesize(request, on_progress=lambda f, stage: seen.append((f, stage)))
     # The fit reports its steps as conditioning progress (the stage's 0-5 % of the bar).
@@ -176,5 +187,22 @@ def test_pipeline_fits_a_voice_once_and_reuses_it(
 
     again = Synthesizer.from_bundle(load_bundle(root))
     monkeypatch.setattr(again, "_fit_style", no_fit)
+    again.prepare_voice(voice)  # done ahead of the render: the render finds the voice ready
+    assert (again.voice_cache_misses, again.voice_cache_hits) == (1, 0)
     second = again.synthesize(request)
+    assert (again.voice_cache_misses, again.voice_cache_hits) == (1, 1)
     np.testing.assert_array_equal(second.audio, first.audio)
+
+
+def test_a_bundle_with_an_impossible_style_fit_share_is_refused(tmp_path: Path) -> None:
+    from dubstudio.core.errors import ModelLoadError
+    from dubstudio.engine.bundles import load_bundle
+    from dubstudio.engine.pipeline import Synthesizer
+    from dubstudio.engine.small import create_tiny_small_bundle
+
+    root = create_tiny_small_bundle(tmp_path / "b", seed=1)
+    manifest = json.loads((root / "bundle.json").read_text())
+    manifest["config"].update(style_fit=2, style_fit_keep=1.5)
+    (root / "bundle.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelLoadError, match="style_fit_keep"):
+        Synthesizer.from_bundle(load_bundle(root))
