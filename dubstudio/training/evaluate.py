@@ -11,7 +11,9 @@ Measures (each printed in the table and written to MODEL_CARD.md):
   same changes in that voice's own corpus recordings of the sentences, beside them;
 * disentanglement: logistic-regression probe accuracy of the speaker from emotion vectors,
   the model entering stage 2 (no GRL) vs final (GRL), on held-out utterances; chance = 1 / speakers;
-* speed: seconds per second of audio for each pipeline stage.
+  the final model's accuracy per voice, and a probe over the training voices alone;
+* speed: seconds per second of audio for each pipeline stage, and the one-time cost of
+  preparing a voice (its conditioning and style fit), timed apart from the lines.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -241,8 +244,14 @@ def evaluate(
     rec_closer = rec_total = 0
     stage_sec: dict[str, float] = {}
     audio_sec = 0.0
+    prepare_sec: list[float] = []
     for voice in eval_voices:
         vref = VoiceRef(str(refs[voice]))
+        # Once per voice (the style fit, where the bundle has one): timed on its own, not
+        # spread over the lines as if every render paid it.
+        t0 = time.perf_counter()
+        synth.prepare_voice(vref)
+        prepare_sec.append(time.perf_counter() - t0)
         for text in eval_sents:
             src = calm_take(voice, text)
             if src is not None:
@@ -324,6 +333,12 @@ def evaluate(
     for k, v in sorted(stage_sec.items()):
         res.rows.append((f"speed: {k} seconds per audio second", f"{v / audio_sec:.3f}"))
     res.rows.append(("speed: total real-time factor", f"{sum(stage_sec.values()) / audio_sec:.3f}"))
+    res.rows.append(
+        (
+            "speed: preparing a voice, once per voice (seconds, mean over voices)",
+            f"{np.mean(prepare_sec):.1f}",
+        )
+    )
     res.data.update(wer_model=wer_m, wer_source=wer_s, wer_oracle=wer_o, closer=closer, total=total)
 
     # ---- emotions at a fixed budget vs calm
@@ -367,7 +382,7 @@ def evaluate(
     res.rows += tokenizer_rows(comp.reference_encoder, data)
     # ---- GRL probe
     if runs is not None and (Path(runs) / "t2s_stage1.ckpt").is_file():
-        res.rows += grl_probe(comp.t2s, Path(runs) / "t2s_stage1.ckpt", data)
+        res.rows += grl_probe(comp.t2s, Path(runs) / "t2s_stage1.ckpt", data, train_voices)
     shutil.rmtree(tmp, ignore_errors=True)
     return res
 
@@ -446,10 +461,17 @@ def _natural_tokens(synth: Any, comp: Any, vref: Any, emo: Any, text: str, seed:
 
 
 @torch.inference_mode()
-def grl_probe(t2s: Any, stage1_ckpt: Path, data: Path) -> list[tuple[str, str]]:
-    """Speaker-probe accuracy from emotion vectors: stage-1 model (no GRL) vs final model."""
+def grl_probe(
+    t2s: Any, stage1_ckpt: Path, data: Path, train_voices: list[str]
+) -> list[tuple[str, str]]:
+    """Speaker-probe accuracy from emotion vectors: stage-1 model (no GRL) vs final model.
+
+    Besides the probe over every held-out utterance, the final model's rows say where what
+    the probe reads comes from: its accuracy on each voice's utterances, and a probe over the
+    voices the reversal was trained against alone (``train_voices``; chance 1 / their count).
+    """
     from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import cross_val_score
+    from sklearn.model_selection import cross_val_predict, cross_val_score
 
     from dubstudio.engine.small import normalize_frames
 
@@ -466,13 +488,29 @@ def grl_probe(t2s: Any, stage1_ckpt: Path, data: Path) -> list[tuple[str, str]]:
     out = []
     chance = 1.0 / len(set(speakers))
     models = (("without GRL (the model entering stage 2)", stage1), ("with GRL (final)", t2s))
+    probe = LogisticRegression(max_iter=2000)
     for label, model in models:
         vecs = np.stack([model.emotion_vector(f)[0].float().numpy() for f in feats])
-        probe = LogisticRegression(max_iter=2000)
         spk = float(cross_val_score(probe, vecs, speakers, cv=4).mean())
         emo = float(cross_val_score(probe, vecs, styles, cv=4).mean())
         out.append((f"GRL probe {label}: speaker acc / emotion acc", f"{spk:.2f} / {emo:.2f}"))
     out.append(("GRL probe chance (speaker)", f"{chance:.2f}"))
+    # ``vecs`` are the final model's now.
+    predicted = cross_val_predict(probe, vecs, speakers, cv=4)
+    per_voice = ", ".join(
+        f"{v} {float((predicted[speakers == v] == v).mean()):.2f}" for v in sorted(set(speakers))
+    )
+    out.append(("GRL probe with GRL, speaker acc per voice", per_voice))
+    trained = np.isin(speakers, train_voices)
+    if 0 < trained.sum() < len(speakers) and len(set(speakers[trained])) > 1:
+        acc = float(cross_val_score(probe, vecs[trained], speakers[trained], cv=4).mean())
+        n = len(set(speakers[trained]))
+        out.append(
+            (
+                f"GRL probe with GRL, the {n} training voices only: speaker acc (chance)",
+                f"{acc:.2f} ({1.0 / n:.2f})",
+            )
+        )
     return out
 
 
@@ -480,8 +518,6 @@ def grl_probe(t2s: Any, stage1_ckpt: Path, data: Path) -> list[tuple[str, str]]:
 def vocoder_rows(seconds: float = 3.0, repeats: int = 2) -> list[tuple[str, str]]:
     """HiFi-GAN universal seconds per audio second in each CPU backend, interleaved repeats
     (minimum), and the backend ``auto`` picks on this CPU."""
-    import time
-
     from dubstudio.engine.device import cpu_bf16_native
     from dubstudio.engine.vocoders.cpu import accelerated, resolve_backend
     from dubstudio.engine.vocoders.hifigan import load_hifigan_universal

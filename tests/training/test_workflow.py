@@ -421,6 +421,11 @@ def test_evaluate_measures_the_trained_bundle(trained: tuple[Path, Path, Path]) 
     assert pitch.startswith("n/a") or float(pitch) > 0
     assert any(k.startswith("WER model / source, ") for k in rows)
     assert any(k.startswith("GRL probe with GRL") for k in rows)
+    # Where the probe's accuracy comes from: one share per held-out utterance's voice.
+    per_voice = [
+        x.rsplit(" ", 1) for x in rows["GRL probe with GRL, speaker acc per voice"].split(", ")
+    ]
+    assert len(per_voice) >= 2 and all(0.0 <= float(acc) <= 1.0 for _, acc in per_voice)
     assert [r[0] for r in res.emotion_rows] == ["sad", "calm"]
     # The corpus recordings of the voice: sad is slower than calm there (rate x0.8).
     source = dict((r[0], r[1:]) for r in res.source_emotion_rows)
