@@ -495,15 +495,15 @@ def grl_probe(
         emo = float(cross_val_score(probe, vecs, styles, cv=4).mean())
         out.append((f"GRL probe {label}: speaker acc / emotion acc", f"{spk:.2f} / {emo:.2f}"))
     out.append(("GRL probe chance (speaker)", f"{chance:.2f}"))
-    # ``vecs`` are the final model's now.
-    predicted = cross_val_predict(probe, vecs, speakers, cv=4)
+    final = vecs  # the last model of ``models``: the one trained with the reversal
+    predicted = cross_val_predict(probe, final, speakers, cv=4)
     per_voice = ", ".join(
         f"{v} {float((predicted[speakers == v] == v).mean()):.2f}" for v in sorted(set(speakers))
     )
     out.append(("GRL probe with GRL, speaker acc per voice", per_voice))
     trained = np.isin(speakers, train_voices)
     if 0 < trained.sum() < len(speakers) and len(set(speakers[trained])) > 1:
-        acc = float(cross_val_score(probe, vecs[trained], speakers[trained], cv=4).mean())
+        acc = float(cross_val_score(probe, final[trained], speakers[trained], cv=4).mean())
         n = len(set(speakers[trained]))
         out.append(
             (
