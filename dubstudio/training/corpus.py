@@ -24,7 +24,10 @@ such): rate (Flite ``duration_stretch`` = 1 / rate, RHVoice ``-r``, Pico ``<spee
 level (Flite ``int_f0_target_mean`` relative to the voice's calm mean, RHVoice ``-t``, Pico
 ``<pitch>``), pitch range (``int_f0_target_stddev`` relative to calm; RHVoice and Pico have no
 range control, so their styles keep the voice's own range) and loudness (gain in dB applied to
-the samples).
+the samples). Flite's ``rms`` ignores the ``int_f0_target_*`` settings (its F0 is the same
+whatever they say), so its styles get their pitch level and range afterwards, by WORLD
+analysis and resynthesis with the F0 contour scaled around its mean (`scale_pitch`); its calm
+utterances, which ask for no change, stay the engine's own output.
 """
 
 from __future__ import annotations
@@ -104,6 +107,9 @@ PICO_VOICES = {"pico-us": "en-US", "pico-gb": "en-GB"}
 UNTIMED_VOICES = frozenset((*RHVOICE_VOICES, *PICO_VOICES))
 TRAIN_VOICES = ("kal16", "awb", "slt", "ked", "bdl", "clb", "alan", "pico-us", "pico-gb")
 HELDOUT_VOICES = ("rms",)
+#: Voices whose engine ignores the pitch settings: `synthesize` applies the style's pitch level
+#: and range to their output with `scale_pitch`.
+PITCH_BY_RESYNTHESIS = frozenset({"rms"})
 #: Timbre shifts (cents) drawn for training utterances.
 SHIFTS = (-300, -150, 0, 150, 300)
 
@@ -315,6 +321,10 @@ def synthesize(
     engine = engine_of(voice)
     _require(engine)
     phones = _ENGINES[engine](text, voice, style, out_wav)
+    if voice in PITCH_BY_RESYNTHESIS and (style.pitch, style.pitch_range) != (1.0, 1.0):
+        audio, rate = sf.read(str(out_wav), dtype="float64")
+        audio = scale_pitch(audio, rate, style.pitch, style.pitch_range)
+        sf.write(str(out_wav), audio.astype(np.float32), rate, subtype="PCM_16")
     if shift:
         if shutil.which("sox") is None:
             raise ValidationError("Timbre shifts need sox (apt-get install sox).")
@@ -331,6 +341,41 @@ def synthesize(
     audio = np.clip(audio * 10 ** (style.gain_db / 20.0), -1.0, 1.0).astype(np.float32)
     sf.write(str(out_wav), audio, SAMPLE_RATE, subtype="PCM_16")
     return audio, phones
+
+
+def scale_pitch(audio: np.ndarray, rate: int, level: float, spread: float) -> np.ndarray:
+    """Move a clip's pitch by WORLD analysis and resynthesis, timing and spectral envelope kept.
+
+    Each voiced frame's log-F0 is scaled around the clip's mean log-F0 by ``spread`` and the
+    whole contour raised by ``level``: the recipe's pitch level and pitch range.
+
+    Args:
+        audio: (N,) float64 samples.
+        rate: Sample rate (Hz).
+        level: Pitch-level factor (> 0).
+        spread: Pitch-range factor on the log-F0 deviations (>= 0).
+
+    Returns:
+        (N,) float64 samples at ``rate``.
+    """
+    import warnings
+
+    with warnings.catch_warnings():  # pyworld imports the deprecated pkg_resources
+        warnings.simplefilter("ignore", UserWarning)
+        import pyworld
+
+    x = np.ascontiguousarray(audio, dtype=np.float64)
+    f0, times = pyworld.harvest(x, rate, f0_floor=60.0, f0_ceil=400.0, frame_period=5.0)
+    envelope = pyworld.cheaptrick(x, f0, times, rate)
+    aperiodicity = pyworld.d4c(x, f0, times, rate)
+    voiced = f0 > 0
+    if voiced.any():
+        log_f0 = np.log(f0[voiced])
+        centre = log_f0.mean()
+        f0 = f0.copy()
+        f0[voiced] = np.exp(centre + np.log(level) + spread * (log_f0 - centre))
+    out = np.asarray(pyworld.synthesize(f0, envelope, aperiodicity, rate, 5.0), np.float64)
+    return np.pad(out[: len(x)], (0, max(0, len(x) - len(out))))
 
 
 def _festival(text: str, voice: str, style: StyleRecipe, out_wav: Path) -> list[tuple[str, float]]:

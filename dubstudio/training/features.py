@@ -10,11 +10,13 @@ S style width (256).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -81,10 +83,10 @@ def extract(
 ) -> Path:
     """Compute `Item`s for every utterance and save them (torch file of plain tensors/dicts).
 
-    Records already in ``out_path`` are kept for every (pseudo-)speaker whose utterances and
-    phone timings are all unchanged: a speaker's codes and styles depend on that speaker's
-    utterances only (its calm pitch statistics, its style groups), so after the alignment only
-    the aligned voices are computed again.
+    Records already in ``out_path`` are kept for every (pseudo-)speaker whose utterances, phone
+    timings and audio files (by SHA-1) are all unchanged: a speaker's codes and styles depend
+    on that speaker's utterances only (its calm pitch statistics, its style groups), so after
+    the alignment only the aligned voices are computed again.
 
     Args:
         timed_only: Skip utterances without phone timings (not aligned yet): the features the
@@ -96,9 +98,10 @@ def extract(
     hop16 = round(16000 / TOKEN_RATE)
     ge2e = GE2EEncoder.pretrained()
     utts = [u for u in read_metadata(corpus_dir) if u.phones or not timed_only]
-    kept = _reusable(utts, Path(out_path))
+    digests = {u.uid: _file_digest(Path(corpus_dir) / u.wav) for u in utts}
+    kept = _reusable(utts, Path(out_path), digests)
     utts = [u for u in utts if u.uid not in kept]
-    records = []
+    records: list[dict[str, Any]] = []
     # GE2E is the slow part: embed up to STYLE_SAMPLES utterances per (voice, style, split)
     # group and give every utterance its group's mean (what a reference clip of that voice and
     # style yields), instead of embedding all of them.
@@ -126,6 +129,7 @@ def extract(
         records.append(
             {
                 "meta": utt.__dict__,
+                "audio_sha1": digests[utt.uid],
                 "mel": mel.half(),
                 "frame_labels": labels_at(t_frames, utt.phones).to(torch.uint8),
                 "phones": phones,
@@ -152,8 +156,16 @@ def extract(
     return out
 
 
-def _reusable(utts: list[Utterance], path: Path) -> dict[str, dict[str, object]]:
-    """Stored records (by uid) of the speakers whose utterances are all stored, unchanged."""
+def _file_digest(path: Path) -> str:
+    with path.open("rb") as handle:
+        return hashlib.file_digest(handle, "sha1").hexdigest()
+
+
+def _reusable(
+    utts: list[Utterance], path: Path, digests: dict[str, str]
+) -> dict[str, dict[str, object]]:
+    """Stored records (by uid) of the speakers whose utterances are all stored, unchanged
+    (metadata and audio, ``digests`` by uid)."""
     if not path.is_file():
         return {}
     records = torch.load(str(path), map_location="cpu", weights_only=True)
@@ -164,7 +176,7 @@ def _reusable(utts: list[Utterance], path: Path) -> dict[str, dict[str, object]]
 
     def same(u: Utterance) -> bool:
         r = stored.get(u.uid)
-        if r is None:
+        if r is None or r.get("audio_sha1") != digests[u.uid]:
             return False
         meta = dict(r["meta"])
         meta["phones"] = [tuple(p) for p in meta["phones"]]

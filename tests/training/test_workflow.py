@@ -100,6 +100,28 @@ def test_style_recipes_change_duration_and_pitch(
     assert median_f0("surprised") > median_f0("calm") > median_f0("sad")  # x1.28, x1, x0.88
 
 
+def test_a_voice_that_ignores_pitch_settings_still_gets_its_styles_pitch(tmp_path: Path) -> None:
+    """Flite's rms ignores int_f0_target_*: its styles' pitch comes from WORLD resynthesis."""
+    from dubstudio.engine.analysis import pitch_track
+    from dubstudio.training.corpus import STYLES, scale_pitch, synthesize
+
+    text = "The captain sold a warm blanket next to the church."
+    clips = {s: synthesize(text, "rms", STYLES[s], tmp_path / f"{s}.wav")[0] for s in STYLES}
+
+    def log_f0(audio: np.ndarray) -> torch.Tensor:
+        f0 = pitch_track(audio.astype(np.float32), 16000, 160)
+        return f0[f0 > 0].log()
+
+    level = {s: float(log_f0(a).median().exp()) for s, a in clips.items()}
+    assert 1.15 < level["surprised"] / level["calm"] < 1.45  # recipe x1.28
+    assert 0.80 < level["sad"] / level["calm"] < 0.95  # recipe x0.88
+    assert len(clips["calm"]) < len(clips["sad"])  # rate still from the engine
+    calm = clips["calm"].astype(np.float64)
+    narrow, wide = (scale_pitch(calm, 16000, 1.0, k) for k in (0.5, 1.9))
+    assert len(narrow) == len(wide) == len(clips["calm"])
+    assert float(log_f0(narrow).std()) < 0.8 * float(log_f0(wide).std())
+
+
 def test_codes_are_phone_classes_with_pitch_bins(trained: tuple[Path, Path, Path]) -> None:
     from dubstudio.engine.small import N_PHONES, VOICED_PHONES
     from dubstudio.engine.text.phonemes import PHONES
@@ -212,6 +234,34 @@ def test_features_are_kept_for_unchanged_speakers(
     after = {it.utt.uid: it for it in load_items(data / "features.pt")}
     assert after.keys() == before.keys()
     assert all(torch.equal(after[k].codes, before[k].codes) for k in before)
+
+
+def test_features_follow_a_changed_recording(
+    trained: tuple[Path, Path, Path], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A recording re-synthesized under the same metadata (same uid, duration and phones)
+    makes its speaker's features be computed again."""
+    import logging
+
+    import soundfile as sf
+
+    from dubstudio.training.corpus import speaker_of
+    from dubstudio.training.features import extract, load_items
+
+    data, _, _ = trained
+    shutil.copytree(data / "corpus", tmp_path / "corpus")
+    shutil.copy(data / "features.pt", tmp_path / "features.pt")
+    before = {it.utt.uid: it for it in load_items(tmp_path / "features.pt")}
+    changed = next(iter(before.values())).utt
+    wav = tmp_path / "corpus" / changed.wav
+    audio, rate = sf.read(str(wav), dtype="float32")
+    sf.write(str(wav), 0.5 * audio, rate, subtype="PCM_16")
+    with caplog.at_level(logging.INFO, logger="dubstudio.training.features"):
+        extract(tmp_path / "corpus", tmp_path / "features.pt")
+    redone = sum(speaker_of(it.utt) == speaker_of(changed) for it in before.values())
+    assert f"{redone} computed, {len(before) - redone} kept" in caplog.text
+    after = {it.utt.uid: it for it in load_items(tmp_path / "features.pt")}
+    assert not torch.equal(after[changed.uid].mel, before[changed.uid].mel)
 
 
 def test_warm_start_begins_from_the_bundle_weights(
