@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -697,10 +698,37 @@ class MainWindow(QtWidgets.QMainWindow):
         voice = VoiceProfile(id=new_id(), name=source.stem, clips=(ReferenceClip(stored),))
         if self.push(lambda: editing.set_voice(self.project, voice)):
             self.analyse_voice(voice.id)
+            self.prepare_voice(voice.id)
 
     def edit_voice(self, voice: VoiceProfile) -> None:
-        """Replace a voice profile (rename, trim; undoable)."""
-        self.push(lambda: editing.set_voice(self.project, voice))
+        """Replace a voice profile (rename, trim; undoable); a new trim is prepared again."""
+        before = self.project.voice(voice.id).clips if self.project.has_voice(voice.id) else ()
+        if self.push(lambda: editing.set_voice(self.project, voice)) and voice.clips != before:
+            self.prepare_voice(voice.id)
+
+    def prepare_voice(self, voice_id: str) -> None:
+        """Have the engine compute a voice's conditioning, and for models that fit a style per
+        voice its fitted style (tens of seconds on a CPU, then kept on disk), in the background,
+        so the first line rendered with the voice does not wait for it."""
+        voice = self.project.voice(voice_id)
+        if not voice.clips or self.engine_setup.problem:
+            return
+        clip = voice.clips[0]
+        path = self.project.resolve_path(clip.path)
+        worker = self.engine.worker
+
+        def run(synth: Any) -> Any:
+            from dubstudio.engine.api import VoiceRef
+
+            prepare = getattr(synth, "prepare_voice", None)
+            started = time.perf_counter()
+            if prepare is not None:
+                ref = VoiceRef(str(path.resolve()), clip.trim_start_s, clip.trim_end_s)
+                prepare(ref, should_stop=worker.should_stop)
+            return voice.name, time.perf_counter() - started
+
+        self.statusBar().showMessage(f"Preparing voice '{voice.name}' for rendering…", 4000)
+        worker.add_task(TaskJob("prepare_voice", run))
 
     def remove_voice(self, voice_id: str) -> None:
         """Remove a voice profile (undoable)."""
@@ -741,6 +769,15 @@ class MainWindow(QtWidgets.QMainWindow):
         self.engine.worker.add_task(TaskJob("text_to_emotion", run))
 
     def _on_task_finished(self, name: str, payload: Any) -> None:
+        if name == "prepare_voice":
+            # Ahead-of-time work: a failure shows again, with its line, when the voice renders.
+            if isinstance(payload, Exception):
+                self.statusBar().showMessage(f"Voice not prepared: {payload}", 8000)
+            else:
+                self.statusBar().showMessage(
+                    f"Voice '{payload[0]}' ready for rendering ({payload[1]:.1f} s).", 5000
+                )
+            return
         if isinstance(payload, Exception):
             self._show_error(f"{name}: {payload}", repr(payload))
             return

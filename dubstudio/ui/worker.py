@@ -148,7 +148,7 @@ class EngineWorker(QtCore.QObject):
                 outcomes = service.run_next(
                     synth,
                     on_progress=self._progress,
-                    should_stop=self._should_stop,
+                    should_stop=self.should_stop,
                     apply=False,
                 )
             except Exception:  # run_next reports per-job errors itself; this is a bug guard
@@ -159,7 +159,8 @@ class EngineWorker(QtCore.QObject):
                 self.outcome_ready.emit(outcome)
                 self.outcome_emitted.set()
 
-    def _should_stop(self) -> bool:
+    def should_stop(self) -> bool:
+        """Whether the engine should stop now (the Stop button or quitting); any thread."""
         return self.stop_event.is_set() or self.quit_event.is_set()
 
     def _on_service_event(self, event: str, job: Any, _progress: Any) -> None:

@@ -87,3 +87,34 @@ def test_emotion_description_shows_eight_values(make_window, voiced_project, qtb
     qtbot.waitUntil(lambda: panel.description_result.text() != "", timeout=10_000)
     shown = panel.description_result.text()
     assert shown.startswith("happ") and shown.count(".") == 8, shown
+
+
+def test_an_imported_voice_is_prepared_before_its_first_render(
+    make_window, voiced_project, voice_wav, qtbot, tmp_path
+):
+    import numpy as np
+    import soundfile as sf
+
+    audio, rate = sf.read(str(voice_wav), dtype="float32")
+    clip = tmp_path / "narrator.wav"
+    sf.write(str(clip), np.roll(audio, rate // 3), rate)  # another voice than the project's
+    window = make_window(voiced_project)
+    with qtbot.waitSignal(
+        window.engine.worker.task_finished,
+        check_params_cb=lambda name, _payload: name == "prepare_voice",
+        timeout=120_000,
+    ) as prepared:
+        window.import_voice(str(clip))
+    name, seconds = prepared.args[1]
+    assert name == "narrator" and seconds >= 0.0
+    assert "'narrator' ready for rendering" in window.statusBar().currentMessage()
+    synth = window.engine.worker.synthesizer
+    misses, hits = synth.voice_cache_misses, synth.voice_cache_hits
+    assert misses == 1  # the import computed the voice, nothing else did
+
+    window.assign_character_voice("OTTO", voiced_project.voices[-1].id)
+    line = voiced_project.lines[1]
+    window.render_lines([line.id])
+    qtbot.waitUntil(lambda: line.active_take is not None, timeout=120_000)
+    assert synth.voice_cache_misses == misses  # the render found the voice ready
+    assert synth.voice_cache_hits > hits
