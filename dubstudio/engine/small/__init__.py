@@ -207,6 +207,10 @@ def small_config(size: str = "default") -> dict[str, Any]:
         # speakers.safetensors, their names in ``style_anchors`` (set by the export).
         "style_repel": 1.0,
         "style_anchors": [],
+        # The first render with a voice fits its style vector to the clip (`stylefit`): this
+        # many gradient steps through the decoder, keeping this share of the move (MODEL_CARD.md).
+        "style_fit": 0 if tiny else 16,
+        "style_fit_keep": 0.75,
         # S2M decoding: six Euler steps on the sway schedule (s = -1, denser near the noise) cost
         # 0.55x of ten uniform steps with no loss of intelligibility, and guidance 1.6 instead of
         # the official 0.7 gives clearer speech with this small decoder (MODEL_CARD.md).

@@ -226,3 +226,21 @@ def test_pitch_codes_bin_voiced_phone_runs_against_the_speaker() -> None:
     up = phone_log_f0(phones, f0 * 2)
     assert pitch_codes(phones, up, mean + float(np.log(2.0)), std).tolist() == codes.tolist()
     assert log_f0_stats([]) == (float(np.log(120.0)), 0.15)
+
+
+def test_a_fresh_export_has_the_shipped_bundles_inference_settings() -> None:
+    """`dubstudio train export` writes `small_config("default")`: what the shipped bundle sets
+    for inference (style fit, timbre match, repel, decoder schedule, sampling) must be there."""
+    import json
+
+    from dubstudio.engine.small import small_config
+
+    shipped_path = (
+        Path(__file__).resolve().parents[3]
+        / "resources" / "models" / "dubstudio-small-en" / "bundle.json"
+    )  # fmt: skip
+    shipped = json.loads(shipped_path.read_text())["config"]
+    fresh = small_config("default")
+    settings = ("style_fit", "style_fit_keep", "timbre_match", "style_repel", "cfg_rate",
+                "cfm_sway", "decode", "pitch_bins", "cpu_vocoder")  # fmt: skip
+    assert {k: fresh[k] for k in settings} == {k: shipped[k] for k in settings}
