@@ -82,12 +82,12 @@ class Recognizer:
     """
 
     def __call__(self, audio: np.ndarray, rate: int) -> str:
+        from pocketsphinx import Decoder
+
         from dubstudio.engine.audio import resample
 
         wav = resample(torch.from_numpy(audio).float(), rate, 16000).numpy()
         pcm = (np.clip(wav, -1, 1) * 32767).astype(np.int16)
-        from pocketsphinx import Decoder
-
         decoder = Decoder(samprate=16000, logfn="/dev/null")
         decoder.start_utt()
         decoder.process_raw(pcm.tobytes(), full_utt=True)

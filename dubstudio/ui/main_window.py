@@ -718,12 +718,13 @@ class MainWindow(QtWidgets.QMainWindow):
         worker = self.engine.worker
 
         def run(synth: Any) -> Any:
-            from dubstudio.engine.api import VoiceRef
+            from dubstudio.services.requests import VoiceRefCache
 
             prepare = getattr(synth, "prepare_voice", None)
             started = time.perf_counter()
             if prepare is not None:
-                ref = VoiceRef(str(path.resolve()), clip.trim_start_s, clip.trim_end_s)
+                # The reference exactly as the render queue builds it (same key in the engine).
+                ref = VoiceRefCache().get(path, clip.trim_start_s, clip.trim_end_s)
                 prepare(ref, should_stop=worker.should_stop)
             return voice.name, time.perf_counter() - started
 
