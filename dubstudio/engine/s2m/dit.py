@@ -59,9 +59,13 @@ class DiT(nn.Module):
                 "split the line or shorten the reference clip."
             )
         if self._rope is None or self._rope.shape[0] < length or self._rope.device != device:
-            self._rope = rope_table(
-                max(length, 256), self.cfg.hidden // self.cfg.heads, self.cfg.rope_base, device
-            )
+            # Built as an ordinary tensor even under inference mode: a table first made by a
+            # render would otherwise break a later style fit, which needs autograd through it.
+            with torch.inference_mode(False):
+                self._rope = rope_table(
+                    max(length, 256), self.cfg.hidden // self.cfg.heads, self.cfg.rope_base,
+                    device,
+                )  # fmt: skip
         return self._rope[:length]
 
     def forward(

@@ -194,6 +194,37 @@ def test_pipeline_fits_a_voice_once_and_reuses_it(
     np.testing.assert_array_equal(second.audio, first.audio)
 
 
+def test_a_voice_fits_after_a_longer_render_with_another(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The decoder's cached position table grows with the longest line: one grown by a render
+    (inference mode) must still serve the next voice's style fit, which runs autograd."""
+    from dubstudio.engine.api import SynthesisRequest, VoiceRef
+    from dubstudio.engine.bundles import load_bundle
+    from dubstudio.engine.pipeline import Synthesizer
+    from dubstudio.engine.small import create_tiny_small_bundle
+
+    monkeypatch.setenv("DUBSTUDIO_CACHE_DIR", str(tmp_path / "cache"))
+    root = create_tiny_small_bundle(tmp_path / "b", seed=1)
+    manifest = json.loads((root / "bundle.json").read_text())
+    manifest["config"]["style_fit"] = 1
+    (root / "bundle.json").write_text(json.dumps(manifest))
+    t = np.arange(22050) / 22050
+    voices = []
+    for k, hz in enumerate((140, 210)):
+        sf.write(tmp_path / f"v{k}.wav", (0.3 * np.sin(2 * np.pi * hz * t)).astype(np.float32),
+                 22050)  # fmt: skip
+        voices.append(VoiceRef(str(tmp_path / f"v{k}.wav")))
+    synth = Synthesizer.from_bundle(load_bundle(root))
+    long_line = SynthesisRequest(
+        text="hello world", voice=voices[0], sample_rate=16000, target_samples=6 * 16000, seed=3,
+        duration_mode="exact",
+    )  # fmt: skip
+    assert len(synth.synthesize(long_line).audio) == 6 * 16000
+    synth.prepare_voice(voices[1])
+    assert len(list((tmp_path / "cache" / "styles").glob("*.safetensors"))) == 2
+
+
 def test_a_bundle_with_an_impossible_style_fit_share_is_refused(tmp_path: Path) -> None:
     from dubstudio.core.errors import ModelLoadError
     from dubstudio.engine.bundles import load_bundle
