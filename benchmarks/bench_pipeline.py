@@ -6,10 +6,11 @@ bundle kinds always, and the bundled default model (or ``--model NAME_OR_DIR``) 
 alternating ``--rounds`` times, with the ratios: ``--compare schedule`` (default) its decoder
 schedule as shipped beside ``--compare-steps`` uniform Euler steps; ``--compare precision`` as
 shipped (bf16 S2M and vocoder where the CPU computes bf16 natively) beside float32 S2M with
-the ONNX Runtime vocoder.
+the ONNX Runtime vocoder; ``--compare candidates`` its T2S candidates per segment as shipped
+beside one plain sample.
 
     python benchmarks/bench_pipeline.py [--model default] [--lines 3] [--seconds 3] [--steps N]
-        [--compare schedule|precision] [--compare-steps 10] [--rounds 2] [--threads 2]
+        [--compare schedule|precision|candidates] [--compare-steps 10] [--rounds 2] [--threads 2]
 """
 
 from __future__ import annotations
@@ -95,6 +96,7 @@ def bench(
     print(f"  {'vocoder':24s} {totals['vocoder'] / audio_s:18.4f}")
     print(f"  {'whole line (RTF)':24s} {wall / audio_s:18.4f}")
     return {
+        "t2s": totals["t2s"] / audio_s,
         "s2m": totals["s2m"] / audio_s,
         "vocoder": totals["vocoder"] / audio_s,
         "line": wall / audio_s,
@@ -127,7 +129,7 @@ def compare_variants(
     for other in others:
         for stage in mean[first]:
             a, b = mean[first][stage], mean[other][stage]
-            print(f"  {stage:8s} {a:.4f} vs {b:.4f} ({other}): {b / a:.2f}x faster as shipped")
+            print(f"  {stage:8s} {a:.4f} as shipped vs {b:.4f} ({other}): ratio {b / a:.2f}")
 
 
 def schedules(name: str, syn: Synthesizer, args: argparse.Namespace) -> dict[str, Variant]:
@@ -164,6 +166,19 @@ def precisions(name: str, syn: Synthesizer, args: argparse.Namespace) -> dict[st
     }
 
 
+def candidates(name: str, syn: Synthesizer, args: argparse.Namespace) -> dict[str, Variant]:
+    """The bundle's T2S candidates per segment (`EngineComponents.t2s_candidates`) vs one."""
+    shipped = syn.components.t2s_candidates
+
+    def use(k: int) -> Callable[[], None]:
+        return lambda: setattr(syn.components, "t2s_candidates", k)
+
+    return {
+        f"{name}, as shipped ({shipped} T2S candidates)": (use(shipped), args.steps),
+        f"{name}, one T2S sample": (use(1), args.steps),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="default", help="model name or directory")
@@ -174,9 +189,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds of the pair")
     parser.add_argument(
         "--compare",
-        choices=("schedule", "precision"),
+        choices=("schedule", "precision", "candidates"),
         default="schedule",
-        help="schedule: shipped vs uniform steps; precision: bf16 paths vs float32 + ONNX",
+        help="schedule: shipped vs uniform steps; precision: bf16 paths vs float32 + ONNX; "
+        "candidates: shipped T2S candidates vs one sample",
     )
     parser.add_argument("--device", default="cpu")
     parser.add_argument(
@@ -205,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         syn = Synthesizer.from_bundle(bundle, args.device)
         name = f"{bundle.name} ({bundle.kind})"
-        variants = precisions if args.compare == "precision" else schedules
+        variants = {"precision": precisions, "candidates": candidates}.get(args.compare, schedules)
         compare_variants(
             f"{args.compare} side by side", syn, voice, args, variants(name, syn, args)
         )

@@ -96,6 +96,10 @@ class EngineComponents:
         speaker_encoder: 16 kHz waveform -> unit speaker embedding (``embed``), or None.
         mel_speaker_encoder: The same embedding from a decoded log-mel (1, M, F), differentiable
             (`stylefit.MelSpeakerEncoder`), or None.
+        t2s_candidates: T2S samples decoded per segment (in the same batch); the one that
+            ``code_ranker`` scores lowest is kept (the earliest on a tie). 1 = plain sampling.
+        code_ranker: ``(codes (T_tok,), text_ids (L,)) -> score``, lower is better (the small
+            model's `small.phone_mismatch`), or None.
     """
 
     bundle: ModelBundle
@@ -116,6 +120,8 @@ class EngineComponents:
     style_fit_keep: float = 1.0
     speaker_encoder: Any = None
     mel_speaker_encoder: Any = None
+    t2s_candidates: int = 1
+    code_ranker: Callable[[torch.Tensor, torch.Tensor], float] | None = None
     extras: dict[str, Any] = field(default_factory=dict)
 
 
@@ -415,7 +421,11 @@ class Synthesizer:
         request = SynthesisRequest(text=CALIBRATION_TEXT, voice=voice, sample_rate=self.output_rate)
         plan = self._plan(request, None)
         emovec = state.base_emovec
-        codes = self._generate(state, emovec, plan.segments, plan.seg_tokens, "free", 0, None, None)
+        # One plain sample, as when the fit's settings were chosen: a calibration render picked
+        # among candidates moved the fit for a training voice off its own style (MODEL_CARD.md).
+        codes = self._generate(
+            state, emovec, plan.segments, plan.seg_tokens, "free", 0, None, None, candidates=1
+        )
         with autocast_context(self.device):
             latents = c.t2s.latents(state.speaker_latents, emovec, plan.segments, codes)
         cond, frames = self._s2m_condition(plan, codes, latents)
@@ -718,18 +728,22 @@ class Synthesizer:
         seed: int,
         on_fraction: Callable[[float], None] | None,
         should_stop: StopCallback | None,
+        candidates: int | None = None,
     ) -> list[torch.Tensor]:
+        """Codes of each segment: ``candidates`` samples (default ``t2s_candidates``) decoded
+        side by side, the one the code ranker scores lowest kept (the earliest on a tie)."""
         c = self.components
         generator = torch.Generator(device=self.device).manual_seed(int(seed) & 0x7FFF_FFFF_FFFF)
         if all(b is None for b in budgets):
             mode = "free"
+        k = (candidates or c.t2s_candidates) if c.code_ranker is not None else 1
         with autocast_context(self.device):
-            return list(
+            codes = list(
                 c.t2s.generate(
                     voice.speaker_latents,
                     emovec,
-                    [s.to(self.device) for s in segments],
-                    budgets=budgets,
+                    [s.to(self.device) for s in segments for _ in range(k)],
+                    budgets=[b for b in budgets for _ in range(k)],
                     mode=mode,
                     params=c.decode_params,
                     generator=generator,
@@ -737,6 +751,14 @@ class Synthesizer:
                     should_stop=should_stop,
                 )
             )
+        if k == 1 or c.code_ranker is None:
+            return codes
+        picked = []
+        for i, text in enumerate(segments):
+            options = codes[i * k : (i + 1) * k]
+            scores = [c.code_ranker(x.cpu(), text) for x in options]
+            picked.append(options[scores.index(min(scores))])
+        return picked
 
     def _s2m_condition(
         self, plan: _Plan, codes: list[torch.Tensor], latents: list[torch.Tensor]

@@ -42,7 +42,7 @@ from torch import nn
 from dubstudio.core.errors import ModelLoadError
 from dubstudio.engine.audio import MelConfig, mel_spectrogram, resample
 from dubstudio.engine.reference import ReferenceFeatures
-from dubstudio.engine.text.phonemes import PHONES, VOCAB_SIZE, PhonemeFrontEnd
+from dubstudio.engine.text.phonemes import PHONES, TEXT_SPECIALS, VOCAB_SIZE, PhonemeFrontEnd
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,7 @@ VOICED_PHONES = frozenset(
         "iy", "jh", "l", "m", "n", "ng", "ow", "oy", "r", "uh", "uw", "v", "w", "y", "z", "zh",
     )
 )  # fmt: skip
+_PAU, _AH, _AX = PHONES.index("pau"), PHONES.index("ah"), PHONES.index("ax")
 _VOICED = torch.tensor([p in VOICED_PHONES for p in PHONES])
 #: z-score of a phone's log-F0 (against the speaker's mean and spread) beyond which it is
 #: "high" (or below its negative, "low").
@@ -95,6 +96,48 @@ def phone_log_f0(phones: torch.Tensor, f0: torch.Tensor) -> torch.Tensor:
                 out[start:end] = float(seg.log().median())
         start = end
     return out
+
+
+def _phone_string(classes: Sequence[int]) -> list[int]:
+    """Phone classes as heard: schwa read as ``ah``, pauses dropped, repeats collapsed."""
+    out: list[int] = []
+    for p in classes:
+        p = _AH if p == _AX else p
+        if p != _PAU and (not out or out[-1] != p):
+            out.append(p)
+    return out
+
+
+def _edit_distance(a: Sequence[int], b: Sequence[int]) -> int:
+    row = list(range(len(b) + 1))
+    for i, x in enumerate(a, start=1):
+        diag, row[0] = row[0], i
+        for j, y in enumerate(b, start=1):
+            diag, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, diag + (x != y))
+    return row[-1]
+
+
+def phone_mismatch(codes: torch.Tensor, text_ids: torch.Tensor) -> float:
+    """How far a T2S candidate's spoken phones are from its text's: the edit distance between
+    the two phone strings (`_phone_string`) per text phone. 0 = every phone said, in order.
+
+    The semantic codes name their phone (``code % N_PHONES``), so a decode that skips, swaps or
+    invents a phone shows it here without listening. Spelled letters and marks carry no phone
+    and are ignored.
+
+    Args:
+        codes: (T_tok,) semantic codes of one segment, as `UnifiedVoice.generate` returns
+            them (no start or stop token).
+        text_ids: (L,) the segment's text token ids (`PhonemeFrontEnd.encode`).
+    """
+    spoken = [c % N_PHONES for c in codes.reshape(-1).tolist()]
+    written = [
+        int(t) - TEXT_SPECIALS
+        for t in text_ids.reshape(-1).tolist()
+        if TEXT_SPECIALS <= int(t) < TEXT_SPECIALS + N_PHONES
+    ]
+    want = _phone_string(written)
+    return _edit_distance(_phone_string(spoken), want) / max(1, len(want))
 
 
 def pitch_codes(
@@ -216,6 +259,9 @@ def small_config(size: str = "default") -> dict[str, Any]:
         # the official 0.7 gives clearer speech with this small decoder (MODEL_CARD.md).
         "cfg_rate": 1.6,
         "cfm_sway": -1.0,
+        # T2S samples decoded side by side per segment; the one whose codes say the text's
+        # phones most faithfully is rendered (`phone_mismatch`; MODEL_CARD.md).
+        "t2s_candidates": 1 if tiny else 4,
         # Phone tokens repeat for a phone's duration: the official repetition penalty would
         # forbid that, so it is off; plain sampling is fast.
         "decode": {
@@ -704,6 +750,12 @@ def build_components(bundle: Any, device: torch.device | None) -> Any:
             f"{bundle.root}: config 'style_fit_keep' is {fit_keep}; it must be in (0, 1] "
             "(the share of the fitted style move to use; 1 uses all of it)."
         )
+    candidates = int(config.get("t2s_candidates", 1))
+    if candidates < 1:
+        raise ModelLoadError(
+            f"{bundle.root}: config 't2s_candidates' is {candidates}; it must be 1 or more "
+            "(T2S samples decoded per segment, the most faithful to the text kept)."
+        )
     return EngineComponents(
         bundle=bundle,
         device=device,
@@ -727,4 +779,6 @@ def build_components(bundle: Any, device: torch.device | None) -> Any:
         style_fit_keep=fit_keep,
         speaker_encoder=style,
         mel_speaker_encoder=MelSpeakerEncoder(style, mel_config()) if fit_steps > 0 else None,
+        t2s_candidates=candidates,
+        code_ranker=phone_mismatch,
     )

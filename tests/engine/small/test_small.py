@@ -242,5 +242,70 @@ def test_a_fresh_export_has_the_shipped_bundles_inference_settings() -> None:
     shipped = json.loads(shipped_path.read_text())["config"]
     fresh = small_config("default")
     settings = ("style_fit", "style_fit_keep", "timbre_match", "style_repel", "cfg_rate",
-                "cfm_sway", "decode", "pitch_bins", "cpu_vocoder")  # fmt: skip
+                "cfm_sway", "decode", "pitch_bins", "cpu_vocoder", "t2s_candidates")  # fmt: skip
     assert {k: fresh[k] for k in settings} == {k: shipped[k] for k in settings}
+
+
+def test_phone_mismatch_reads_the_phones_the_codes_say() -> None:
+    """Codes name a phone (``code % 41``) at a pitch level; repeats, pauses and the schwa/``ah``
+    split do not count, a skipped or swapped phone does."""
+    from dubstudio.engine.small import N_PHONES, phone_mismatch
+
+    text = torch.tensor(_front_end().encode("hello world"))  # hh ax l ow _ w er l d
+    p = PHONE_INDEX
+
+    def codes(*runs: tuple[str, int, int]) -> torch.Tensor:
+        """(phone, pitch level, frames) runs -> codes."""
+        return torch.tensor([lvl * N_PHONES + p[ph] for ph, lvl, n in runs for _ in range(n)])
+
+    said = [("pau", 1, 3), ("hh", 1, 2), ("ah", 2, 3), ("l", 0, 2), ("ow", 1, 4), ("pau", 1, 1),
+            ("w", 1, 2), ("er", 2, 3), ("l", 1, 2), ("d", 1, 2), ("pau", 1, 5)]  # fmt: skip
+    assert phone_mismatch(codes(*said), text) == 0.0
+    skipped = [r for r in said if r[0] != "w"]
+    assert phone_mismatch(codes(*skipped), text) == pytest.approx(1 / 8)
+    swapped = [("m", 1, 2) if r[0] == "hh" else r for r in said]
+    assert phone_mismatch(codes(*swapped), text) == pytest.approx(1 / 8)
+    # Spelled letters and marks are not phones: only the lexicon word is scored.
+    spelled = torch.tensor(_front_end().encode("hello, xq."))
+    assert phone_mismatch(codes(*said[:5]), spelled) == 0.0
+
+
+def test_t2s_candidates_keep_the_sample_most_faithful_to_the_text(tmp_path: Path) -> None:
+    """With ``t2s_candidates`` 4 every segment is decoded four times in one batch and the sample
+    the ranker scores lowest is the one rendered (free length, so its token count shows which)."""
+    import json
+
+    from dubstudio.core.errors import ModelLoadError
+    from dubstudio.engine.api import SynthesisRequest, VoiceRef
+    from dubstudio.engine.bundles import load_bundle
+    from dubstudio.engine.pipeline import Synthesizer
+    from dubstudio.engine.small import create_tiny_small_bundle, phone_mismatch
+
+    root = create_tiny_small_bundle(tmp_path / "b", seed=1)
+    manifest = json.loads((root / "bundle.json").read_text())
+    manifest["config"]["t2s_candidates"] = 4
+    (root / "bundle.json").write_text(json.dumps(manifest))
+    t = np.arange(22050) / 22050
+    sf.write(tmp_path / "v.wav", (0.3 * np.sin(2 * np.pi * 140 * t)).astype(np.float32), 22050)
+    synth = Synthesizer.from_bundle(load_bundle(root))
+    assert synth.components.t2s_candidates == 4
+    seen: list[tuple[float, int]] = []
+
+    def ranker(codes: torch.Tensor, text: torch.Tensor) -> float:
+        score = phone_mismatch(codes, text)
+        seen.append((score, int(codes.numel())))
+        return score
+
+    synth.components.code_ranker = ranker
+    request = SynthesisRequest(text="hello world", voice=VoiceRef(str(tmp_path / "v.wav")), seed=5)
+    out = synth.synthesize(request)
+    calibration = len(seen) - 4  # a style fit's calibration render, where the bundle has one
+    line = seen[calibration:]
+    assert len(line) == 4
+    best = min(range(4), key=lambda i: (line[i][0], i))
+    assert out.tokens == line[best][1]
+
+    manifest["config"]["t2s_candidates"] = 0
+    (root / "bundle.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelLoadError, match="t2s_candidates"):
+        Synthesizer.from_bundle(load_bundle(root))
