@@ -736,7 +736,8 @@ class Synthesizer:
         generator = torch.Generator(device=self.device).manual_seed(int(seed) & 0x7FFF_FFFF_FFFF)
         if all(b is None for b in budgets):
             mode = "free"
-        k = (candidates or c.t2s_candidates) if c.code_ranker is not None else 1
+        ranker = c.code_ranker
+        k = (candidates or c.t2s_candidates) if ranker is not None else 1
         with autocast_context(self.device):
             codes = list(
                 c.t2s.generate(
@@ -751,13 +752,12 @@ class Synthesizer:
                     should_stop=should_stop,
                 )
             )
-        if k == 1 or c.code_ranker is None:
+        if ranker is None or k == 1:
             return codes
         picked = []
         for i, text in enumerate(segments):
             options = codes[i * k : (i + 1) * k]
-            scores = [c.code_ranker(x.cpu(), text) for x in options]
-            picked.append(options[scores.index(min(scores))])
+            picked.append(min(options, key=lambda x: ranker(x.cpu(), text)))
         return picked
 
     def _s2m_condition(

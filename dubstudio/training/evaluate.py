@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from dubstudio.core.model import EMOTION_NAMES
-from dubstudio.engine.small import N_PHONES
+from dubstudio.engine.small import N_PHONES, collapse_repeats, edit_distance
 from dubstudio.training.corpus import STYLES, read_metadata, training_voices
 
 log = logging.getLogger(__name__)
@@ -62,14 +62,8 @@ def _words(text: str) -> list[str]:
 
 def wer(ref: str, hyp: str) -> tuple[int, int]:
     """(edit distance in words, reference word count)."""
-    r, h = _words(ref), _words(hyp)
-    d = list(range(len(h) + 1))
-    for i in range(1, len(r) + 1):
-        prev, d[0] = d[0], i
-        for j in range(1, len(h) + 1):
-            cur = min(d[j] + 1, d[j - 1] + 1, prev + (r[i - 1] != h[j - 1]))
-            prev, d[j] = d[j], cur
-    return d[len(h)], len(r)
+    r = _words(ref)
+    return edit_distance(r, _words(hyp)), len(r)
 
 
 class Recognizer:
@@ -544,19 +538,6 @@ def vocoder_rows(seconds: float = 3.0, repeats: int = 2) -> list[tuple[str, str]
     return rows
 
 
-def _collapse(seq: list[int]) -> list[int]:
-    return [x for i, x in enumerate(seq) if i == 0 or seq[i - 1] != x]
-
-
-def _edit(a: list[int], b: list[int]) -> int:
-    d = list(range(len(b) + 1))
-    for i in range(1, len(a) + 1):
-        prev, d[0] = d[0], i
-        for j in range(1, len(b) + 1):
-            prev, d[j] = d[j], min(d[j] + 1, d[j - 1] + 1, prev + (a[i - 1] != b[j - 1]))
-    return d[len(b)]
-
-
 @torch.inference_mode()
 def tokenizer_rows(encoder: Any, data: Path) -> list[tuple[str, str]]:
     """Per-token phone accuracy vs the engines' timings per voice, and cross-voice agreement of the
@@ -568,7 +549,7 @@ def tokenizer_rows(encoder: Any, data: Path) -> list[tuple[str, str]]:
         codes = encoder.reference.tokenizer.codes(it.mel[None], it.codes.numel())[0]
         phones = it.codes % N_PHONES  # the tokenizer predicts the phone part of each code
         acc.setdefault(it.utt.voice, []).append(float((codes == phones).float().mean()))
-        seqs[(it.utt.text, it.utt.voice)] = _collapse(codes.tolist())
+        seqs[(it.utt.text, it.utt.voice)] = collapse_repeats(codes.tolist())
     rows = [
         (f"tokenizer phone accuracy per token vs engine timings, {v}", f"{np.mean(a):.3f}")
         for v, a in sorted(acc.items())
@@ -580,7 +561,7 @@ def tokenizer_rows(encoder: Any, data: Path) -> list[tuple[str, str]]:
             for vb in voices[i + 1 :]:
                 a, b = seqs.get((text, va)), seqs.get((text, vb))
                 if a and b:
-                    agree.append(1 - _edit(a, b) / max(len(a), len(b)))
+                    agree.append(1 - edit_distance(a, b) / max(len(a), len(b)))
     rows.append(("tokenizer cross-voice agreement (collapsed sequences)", f"{np.mean(agree):.3f}"))
     return rows
 

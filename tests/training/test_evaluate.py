@@ -8,10 +8,9 @@ from pathlib import Path
 import numpy as np
 
 from dubstudio.core.model import EMOTION_NAMES
+from dubstudio.engine.small import collapse_repeats, edit_distance
 from dubstudio.training.evaluate import (
     EvalResults,
-    _collapse,
-    _edit,
     direction_agreement,
     f0_track,
     format_table,
@@ -47,12 +46,12 @@ def test_prosody_range_grows_with_pitch_spread() -> None:
 
 
 def test_collapse_and_edit_distance() -> None:
-    assert _collapse([3, 3, 1, 1, 1, 3, 2, 2]) == [3, 1, 3, 2]
-    assert _collapse([]) == []
-    assert _edit([1, 2, 3], [1, 2, 3]) == 0
-    assert _edit([1, 2, 3], [1, 3]) == 1
-    assert _edit([1, 2, 3], [4, 5]) == 3
-    assert _edit([], [7, 7]) == 2
+    assert collapse_repeats([3, 3, 1, 1, 1, 3, 2, 2]) == [3, 1, 3, 2]
+    assert collapse_repeats([]) == []
+    assert edit_distance([1, 2, 3], [1, 2, 3]) == 0
+    assert edit_distance([1, 2, 3], [1, 3]) == 1
+    assert edit_distance([1, 2, 3], [4, 5]) == 3
+    assert edit_distance([], [7, 7]) == 2
 
 
 def _results() -> EvalResults:

@@ -98,23 +98,24 @@ def phone_log_f0(phones: torch.Tensor, f0: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def _phone_string(classes: Sequence[int]) -> list[int]:
-    """Phone classes as heard: schwa read as ``ah``, pauses dropped, repeats collapsed."""
-    out: list[int] = []
-    for p in classes:
-        p = _AH if p == _AX else p
-        if p != _PAU and (not out or out[-1] != p):
-            out.append(p)
-    return out
+def collapse_repeats(seq: Sequence[Any]) -> list[Any]:
+    """``seq`` with each run of equal neighbours kept once (frame labels -> the sequence said)."""
+    return [x for i, x in enumerate(seq) if i == 0 or seq[i - 1] != x]
 
 
-def _edit_distance(a: Sequence[int], b: Sequence[int]) -> int:
+def edit_distance(a: Sequence[Any], b: Sequence[Any]) -> int:
+    """Levenshtein distance: insertions, deletions and substitutions turning ``a`` into ``b``."""
     row = list(range(len(b) + 1))
     for i, x in enumerate(a, start=1):
         diag, row[0] = row[0], i
         for j, y in enumerate(b, start=1):
             diag, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, diag + (x != y))
     return row[-1]
+
+
+def _phone_string(classes: Sequence[int]) -> list[int]:
+    """Phone classes as heard: schwa read as ``ah``, pauses dropped, repeats collapsed."""
+    return collapse_repeats([_AH if p == _AX else p for p in classes if p != _PAU])
 
 
 def phone_mismatch(codes: torch.Tensor, text_ids: torch.Tensor) -> float:
@@ -132,12 +133,12 @@ def phone_mismatch(codes: torch.Tensor, text_ids: torch.Tensor) -> float:
     """
     spoken = [c % N_PHONES for c in codes.reshape(-1).tolist()]
     written = [
-        int(t) - TEXT_SPECIALS
+        t - TEXT_SPECIALS
         for t in text_ids.reshape(-1).tolist()
-        if TEXT_SPECIALS <= int(t) < TEXT_SPECIALS + N_PHONES
+        if TEXT_SPECIALS <= t < TEXT_SPECIALS + N_PHONES
     ]
     want = _phone_string(written)
-    return _edit_distance(_phone_string(spoken), want) / max(1, len(want))
+    return edit_distance(_phone_string(spoken), want) / max(1, len(want))
 
 
 def pitch_codes(
