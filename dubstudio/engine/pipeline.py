@@ -93,6 +93,11 @@ class EngineComponents:
             0 = off). Needs ``speaker_encoder`` and ``mel_speaker_encoder``.
         style_fit_keep: Share of the fitted move from the voice's own style that is used, in
             (0, 1] (`stylefit.fit_style`'s ``keep``).
+        style_fit_known: Speaker cosine between a reference clip and a training voice's style
+            anchor (``style_anchors``) at or above which the voice counts as one the decoder
+            was trained on and is not fitted; None fits every voice.
+        style_anchors: (V, S) speaker embeddings of the training voices (their directions are
+            compared), or None.
         speaker_encoder: 16 kHz waveform -> unit speaker embedding (``embed``), or None.
         mel_speaker_encoder: The same embedding from a decoded log-mel (1, M, F), differentiable
             (`stylefit.MelSpeakerEncoder`), or None.
@@ -118,6 +123,8 @@ class EngineComponents:
     timbre_match: float = 0.0
     style_fit_steps: int = 0
     style_fit_keep: float = 1.0
+    style_fit_known: float | None = None
+    style_anchors: torch.Tensor | None = None
     speaker_encoder: Any = None
     mel_speaker_encoder: Any = None
     t2s_candidates: int = 1
@@ -365,7 +372,11 @@ class Synthesizer:
             base = c.t2s.emotion_vector(feats.emotion_feats)
         prompt = c.s2m.prompt_condition(feats.prompt_content, feats.ref_mel.shape[-1])
         state = _VoiceState(feats, latents.float(), base.float(), prompt)
-        if c.style_fit_steps > 0 and c.mel_speaker_encoder is not None:
+        if (
+            c.style_fit_steps > 0
+            and c.mel_speaker_encoder is not None
+            and not self._known_voice(audio, rate)
+        ):
             state = self._fitted_style(
                 voice,
                 state,
@@ -377,18 +388,30 @@ class Synthesizer:
                 self._voices.popitem(last=False)
         return state
 
+    def _known_voice(self, audio: np.ndarray, rate: int) -> bool:
+        """Whether the clip is of a voice the decoder was trained on: its speaker embedding
+        within ``style_fit_known`` of a training voice's anchor. Such a voice renders best
+        with its own style; a fit moved it off that style and cost words (MODEL_CARD.md)."""
+        c = self.components
+        if c.style_fit_known is None or c.style_anchors is None or c.speaker_encoder is None:
+            return False
+        wave16 = resample(torch.from_numpy(np.ascontiguousarray(audio)).float(), rate, 16000)
+        embedding = c.speaker_encoder.embed(wave16.to(self.device)).reshape(-1).float()
+        anchors = torch.nn.functional.normalize(c.style_anchors.to(embedding), dim=-1)
+        return bool(anchors.shape[0]) and float((anchors @ embedding).max()) >= c.style_fit_known
+
     def _fitted_style(
         self, voice: VoiceRef, state: _VoiceState, fit: Callable[[], Any]
     ) -> _VoiceState:
         """``state`` with the S2M style replaced by the voice's fitted one: from the disk cache
         when this voice was fitted for this model before, else ``fit()``'s."""
         from dubstudio.engine.bundles import user_cache_dir
-        from dubstudio.engine.stylefit import StyleCache
+        from dubstudio.engine.stylefit import StyleCache, fit_recipe_tag
 
         c = self.components
         key = (
             f"{self.identity[:16]}-{voice.content_hash[:24]}-{c.style_fit_steps}"
-            f"-{c.style_fit_keep:g}"
+            f"-{c.style_fit_keep:g}-{fit_recipe_tag()}"
         )
         cache = StyleCache(user_cache_dir() / "styles")
         style = cache.get(key)
@@ -397,10 +420,8 @@ class Synthesizer:
             style = result.style
             cache.put(key, style, result)
             log.info(
-                "fitted the style of %s in %.1f s: speaker cosine %.3f -> %.3f "
-                "(vocoded %.3f -> %.3f)",
+                "fitted the style of %s in %.1f s: speaker cosine %.3f -> %.3f",
                 voice.audio_path, result.seconds, result.start, result.best,
-                result.heard_start, result.heard_best,
             )  # fmt: skip
         features = replace(state.features, style=style.to(self.device))
         return replace(state, features=features)
@@ -415,20 +436,10 @@ class Synthesizer:
         should_stop: StopCallback | None = None,
     ) -> Any:
         """`stylefit.fit_style` on a calibration render of the voice (free length, seed 0)."""
-        from dubstudio.engine.stylefit import CALIBRATION_TEXT, confirm_fit, fit_style
+        from dubstudio.engine.stylefit import FIT_TEXT, fit_style
 
         c = self.components
-        request = SynthesisRequest(text=CALIBRATION_TEXT, voice=voice, sample_rate=self.output_rate)
-        plan = self._plan(request, None)
-        emovec = state.base_emovec
-        # One plain sample, as when the fit's settings were chosen: a calibration render picked
-        # among candidates moved the fit for a training voice off its own style (MODEL_CARD.md).
-        codes = self._generate(
-            state, emovec, plan.segments, plan.seg_tokens, "free", 0, None, None, candidates=1
-        )
-        with autocast_context(self.device):
-            latents = c.t2s.latents(state.speaker_latents, emovec, plan.segments, codes)
-        cond, frames = self._s2m_condition(plan, codes, latents)
+        cond, frames = self._calibration_condition(voice, state, FIT_TEXT)
         wave16 = resample(torch.from_numpy(np.ascontiguousarray(audio)).float(), rate, 16000)
         target = c.speaker_encoder.embed(wave16)
         steps = self.bundle.cfm_steps
@@ -442,16 +453,11 @@ class Synthesizer:
             mel = torch.cat([mel[i, :, :f] for i, f in enumerate(frames)], dim=-1)[None]
             return match_spectral_mean(mel, ref_mel, c.timbre_match)
 
-        def heard(style: torch.Tensor) -> float:
-            """Speaker cosine of the vocoded calibration render: what the listener gets."""
-            wave = c.vocoder(decode(style)).reshape(-1).float()
-            return float(c.speaker_encoder.embed(resample(wave, self.output_rate, 16000)) @ target)
-
         prompt, ref_mel = state.prompt_condition, state.features.ref_mel
         with torch.inference_mode(False), torch.enable_grad():
             # Inference tensors cannot be saved for backward: ordinary copies of the inputs.
             cond, prompt, ref_mel = cond.clone(), prompt.clone(), ref_mel.clone()
-            result = fit_style(
+            return fit_style(
                 decode,
                 c.mel_speaker_encoder,
                 target.clone(),
@@ -461,7 +467,25 @@ class Synthesizer:
                 on_fraction=on_fraction,
                 should_stop=should_stop,
             )
-        return confirm_fit(result, state.features.style, heard)
+
+    def _calibration_condition(
+        self, voice: VoiceRef, state: _VoiceState, text: str
+    ) -> tuple[torch.Tensor, list[int]]:
+        """The decoder's content condition and segment frame counts for ``text`` in ``voice``:
+        T2S at free length, seed 0, the voice's own emotion, one plain sample (as when the
+        fit's settings were chosen: a calibration render picked among candidates moved the fit
+        for a training voice off its own style, MODEL_CARD.md)."""
+        c = self.components
+        plan = self._plan(
+            SynthesisRequest(text=text, voice=voice, sample_rate=self.output_rate), None
+        )
+        emovec = state.base_emovec
+        codes = self._generate(
+            state, emovec, plan.segments, plan.seg_tokens, "free", 0, None, None, candidates=1
+        )
+        with autocast_context(self.device):
+            latents = c.t2s.latents(state.speaker_latents, emovec, plan.segments, codes)
+        return self._s2m_condition(plan, codes, latents)
 
     def _emotion_clip_vector(self, clip: VoiceRef) -> torch.Tensor:
         key = clip.content_hash

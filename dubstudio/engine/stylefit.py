@@ -3,19 +3,22 @@
 A mel decoder trained on a handful of voices reads an unseen voice's speaker-encoder style and
 renders something near the closest training voice it knows. The style vector is only an input,
 so it can be searched per voice: `fit_style` follows the gradient of the speaker-encoder cosine
-between a calibration render and the reference clip, through the speaker encoder, the vocoder
-and every Euler step of the decoder, with the content, prompt and noise of the calibration render
-held fixed. The result is one vector per voice (and model), computed once when the voice is
-first used and kept on disk (`StyleCache`, safetensors, keyed by the voice's content and the
-model's identity), so later renders and later sessions pay nothing for it.
+between a calibration render and the reference clip, through the speaker encoder, a linear
+stand-in for the vocoder (`SpectrumBridge`) and every Euler step of the decoder, with the
+content, prompt and noise of the calibration render held fixed. The result is one vector per
+voice (and model), computed once when the voice is first used and kept on disk (`StyleCache`,
+safetensors, keyed by the voice's content, the model's identity and what the fit renders), so
+later renders and later sessions pay nothing for it. Voices the decoder was trained on need no
+fit; the pipeline recognises them by their closeness to the training voices' styles.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +31,20 @@ from dubstudio.engine.audio import MelConfig, mel_filters
 
 log = logging.getLogger(__name__)
 
-#: What the calibration render says: about three seconds of varied phones.
-CALIBRATION_TEXT = "Every morning she walked along the river to watch the boats come in."
+#: What the calibration render the style is fitted on says: two sentences, about six seconds
+#: of varied phones. Fitted on one sentence, the style also took on what is peculiar to it,
+#: and a one-sentence check of the fit on what is heard was no better than chance at telling
+#: a helpful fit from a harmful one (see the bundled model's card).
+FIT_TEXT = (
+    "Every morning she walked along the river to watch the boats come in. "
+    "Nobody could tell why the old clock in the hall had stopped at seven."
+)
+
+
+def fit_recipe_tag() -> str:
+    """A short digest of what the fit renders, part of the style cache's key: styles fitted on
+    other sentences are fitted again rather than reused."""
+    return hashlib.sha256(FIT_TEXT.encode()).hexdigest()[:8]
 
 
 @dataclass(frozen=True)
@@ -43,9 +58,6 @@ class StyleFitResult:
         best: The same with ``style``.
         steps: Gradient steps taken.
         seconds: Wall time of the fit.
-        heard_start: Speaker cosine of the vocoded calibration render with the initial style
-            (`confirm_fit`; NaN before it).
-        heard_best: The same with ``style``.
     """
 
     style: torch.Tensor
@@ -53,8 +65,6 @@ class StyleFitResult:
     best: float
     steps: int
     seconds: float
-    heard_start: float = float("nan")
-    heard_best: float = float("nan")
 
 
 def fit_style(
@@ -126,30 +136,6 @@ def fit_style(
     return StyleFitResult(best_style, start, best, steps, time.perf_counter() - t0)
 
 
-def confirm_fit(
-    result: StyleFitResult, init: torch.Tensor, heard: Callable[[torch.Tensor], float]
-) -> StyleFitResult:
-    """Check a fit on what is heard: keep its style only when the vocoded calibration render is
-    closer to the reference with it than with ``init``.
-
-    Args:
-        result: What `fit_style` found.
-        init: The style it started from.
-        heard: Style -> speaker cosine of the vocoded calibration render and the reference.
-    """
-    t0 = time.perf_counter()
-    with torch.inference_mode():
-        before = heard(init)
-        after = heard(result.style) if not torch.equal(result.style, init) else before
-    seconds = result.seconds + time.perf_counter() - t0
-    if after <= before:
-        return replace(
-            result, style=init.detach().clone(), best=result.start, seconds=seconds,
-            heard_start=before, heard_best=before,
-        )  # fmt: skip
-    return replace(result, seconds=seconds, heard_start=before, heard_best=after)
-
-
 class MelSpeakerEncoder:
     """A speaker encoder applied to a decoded log-mel through `SpectrumBridge`: differentiable.
 
@@ -175,7 +161,7 @@ class SpectrumBridge:
     magnitude is estimated from the mel bands covering it (inverting the band weights), moved
     onto the encoder's frequency grid, squared, scaled by the two windows' energy ratio, filtered
     by the encoder's mel bands and interpolated to its frame rate. Linear in the magnitudes,
-    hence differentiable and cheap. The fit confirms its choice on a real vocoder render.
+    hence differentiable and cheap.
 
     Args:
         mel: The decoder's mel convention (natural-log magnitude, slaney bands).
@@ -259,8 +245,6 @@ class StyleCache:
                 "start": f"{result.start:.4f}",
                 "best": f"{result.best:.4f}",
                 "steps": str(result.steps),
-                "heard_start": f"{result.heard_start:.4f}",
-                "heard_best": f"{result.heard_best:.4f}",
             },
         )
         try:

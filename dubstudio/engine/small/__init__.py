@@ -29,6 +29,7 @@ code embedding), ``emotion.safetensors`` (spk_matrix, emo_matrix), ``t2e.safeten
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping, Sequence
 from fractions import Fraction
 from pathlib import Path
@@ -255,6 +256,9 @@ def small_config(size: str = "default") -> dict[str, Any]:
         # many gradient steps through the decoder, keeping this share of the move (MODEL_CARD.md).
         "style_fit": 0 if tiny else 16,
         "style_fit_keep": 0.75,
+        # A clip this close (speaker cosine) to a training voice's anchor is of a voice the
+        # decoder knows: it keeps its own style, unfitted.
+        "style_fit_known": 0.8,
         # S2M decoding: six Euler steps on the sway schedule (s = -1, denser near the noise) cost
         # 0.55x of ten uniform steps with no loss of intelligibility, and guidance 1.6 instead of
         # the official 0.7 gives clearer speech with this small decoder (MODEL_CARD.md).
@@ -733,6 +737,7 @@ def build_components(bundle: Any, device: torch.device | None) -> Any:
             vocoder = accelerated(vocoder, backend=backend, cache_path=cache)
     else:
         raise ModelLoadError(f"Unknown vocoder '{bundle.vocoder}' in {bundle.root}.")
+    anchors = modules["speakers"]["anchors"].detach() if "speakers" in modules else None  # type: ignore[index]
     style = GE2EEncoder.pretrained().to(device)
     ref = SmallReferenceEncoder(
         modules["reference"],  # type: ignore[arg-type]
@@ -740,16 +745,27 @@ def build_components(bundle: Any, device: torch.device | None) -> Any:
         bundle.token_rate,
         device,
         pitch_bins(config),
-        anchors=modules["speakers"]["anchors"].detach() if "speakers" in modules else None,  # type: ignore[index]
+        anchors=anchors,
         repel=float(config.get("style_repel", 0.0)),
     )
     emo = modules["emotion"]
     fit_steps = int(config.get("style_fit", 0))
     fit_keep = float(config.get("style_fit_keep", 1.0))
+    try:
+        known = config.get("style_fit_known")
+        fit_known = None if known is None else float(known)
+    except (TypeError, ValueError):
+        fit_known = math.nan
     if not 0.0 < fit_keep <= 1.0:
         raise ModelLoadError(
             f"{bundle.root}: config 'style_fit_keep' is {fit_keep}; it must be in (0, 1] "
             "(the share of the fitted style move to use; 1 uses all of it)."
+        )
+    if fit_known is not None and not -1.0 <= fit_known <= 1.0:
+        raise ModelLoadError(
+            f"{bundle.root}: config 'style_fit_known' is {config['style_fit_known']!r}; it must "
+            "be a cosine in [-1, 1] (clips this close to a training voice are not fitted) or "
+            "null (fit every voice)."
         )
     candidates = int(config.get("t2s_candidates", 1))
     if candidates < 1:
@@ -778,6 +794,8 @@ def build_components(bundle: Any, device: torch.device | None) -> Any:
         timbre_match=float(config.get("timbre_match", 0.0)),
         style_fit_steps=fit_steps,
         style_fit_keep=fit_keep,
+        style_fit_known=fit_known,
+        style_anchors=anchors,
         speaker_encoder=style,
         mel_speaker_encoder=MelSpeakerEncoder(style, mel_config()) if fit_steps > 0 else None,
         t2s_candidates=candidates,

@@ -1,5 +1,5 @@
 """Per-voice style fit: the mel-to-encoder bridge on real speech, the optimiser on a real small
-torch decoder, the confirmation on what is heard, the on-disk cache, and the pipeline path."""
+torch decoder, the on-disk cache, and the pipeline path (voices the decoder knows left unfitted)."""
 
 from __future__ import annotations
 
@@ -15,11 +15,11 @@ import torch
 import torch.nn.functional as F
 
 from dubstudio.core.errors import RenderCancelled
+from dubstudio.engine import stylefit
 from dubstudio.engine.stylefit import (
     SpectrumBridge,
     StyleCache,
     StyleFitResult,
-    confirm_fit,
     fit_style,
 )
 
@@ -122,16 +122,6 @@ def test_fit_style_moves_towards_the_reference_and_keeps_the_best() -> None:
         fit_style(decoder, _encoder, target, init, steps=3, should_stop=lambda: True)
 
 
-def test_confirm_fit_keeps_the_fit_only_when_it_is_heard_closer() -> None:
-    init, fitted = torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 1.0]])
-    result = StyleFitResult(fitted, start=0.5, best=0.7, steps=4, seconds=1.0)
-    kept = confirm_fit(result, init, lambda s: float(s[0, 1]))  # prefers the fitted style
-    assert torch.equal(kept.style, fitted) and (kept.heard_start, kept.heard_best) == (0.0, 1.0)
-    dropped = confirm_fit(result, init, lambda s: float(s[0, 0]))  # prefers the initial one
-    assert torch.equal(dropped.style, init) and dropped.best == 0.5
-    assert dropped.heard_best == dropped.heard_start == 1.0
-
-
 def test_style_cache_round_trip_and_damage(tmp_path: Path) -> None:
     cache = StyleCache(tmp_path / "styles")
     assert cache.get("k") is None
@@ -171,6 +161,12 @@ def test_pipeline_fits_a_voice_once_and_reuses_it(
     synth = Synthesizer.from_bundle(load_bundle(root))
     assert synth.components.style_fit_steps == 2
     assert synth.components.style_fit_keep == 0.75
+    rendered: list[str] = []
+    condition = synth._calibration_condition
+    monkeypatch.setattr(
+        synth, "_calibration_condition",
+        lambda v, state, text: (rendered.append(text), condition(v, state, text))[1],
+    )  # fmt: skip
     seen: list[tuple[float, str]] = []
     first = synth.synthesize(request, on_progress=lambda f, stage: seen.append((f, stage)))
     # The fit reports its steps as conditioning progress (the stage's 0-5 % of the bar).
@@ -192,6 +188,57 @@ def test_pipeline_fits_a_voice_once_and_reuses_it(
     second = again.synthesize(request)
     assert (again.voice_cache_misses, again.voice_cache_hits) == (1, 1)
     np.testing.assert_array_equal(second.audio, first.audio)
+    assert rendered == [stylefit.FIT_TEXT]
+    # A style fitted on other sentences is not reused: the voice is fitted again.
+    monkeypatch.setattr(stylefit, "FIT_TEXT", "a different calibration sentence")
+    Synthesizer.from_bundle(load_bundle(root)).prepare_voice(voice)
+    assert len(list((tmp_path / "cache" / "styles").glob("*.safetensors"))) == 2
+
+
+def test_a_voice_the_decoder_knows_is_not_fitted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A clip within ``style_fit_known`` of a training voice's style anchor keeps its own style
+    (no calibration render, nothing stored); a clip far from every anchor is fitted."""
+    from dubstudio.engine.api import VoiceRef
+    from dubstudio.engine.audio import resample
+    from dubstudio.engine.bundles import load_bundle
+    from dubstudio.engine.pipeline import Synthesizer
+    from dubstudio.engine.small import create_tiny_small_bundle
+
+    monkeypatch.setenv("DUBSTUDIO_CACHE_DIR", str(tmp_path / "cache"))
+    root = create_tiny_small_bundle(tmp_path / "b", seed=1)
+    manifest = json.loads((root / "bundle.json").read_text())
+    manifest["config"].update(style_fit=1, style_fit_known=0.8)
+    (root / "bundle.json").write_text(json.dumps(manifest))
+    audio, rate = _espeak("The boats came in at seven.", tmp_path / "v.wav")
+    voice = VoiceRef(str(tmp_path / "v.wav"))
+    synth = Synthesizer.from_bundle(load_bundle(root))
+    assert synth.components.style_fit_known == 0.8
+    embedding = synth.components.speaker_encoder.embed(
+        resample(torch.from_numpy(audio).float(), rate, 16000)
+    )
+    other = F.normalize(
+        torch.randn(2, embedding.numel(), generator=torch.Generator().manual_seed(0))
+    )
+    styles = tmp_path / "cache" / "styles"
+    # Nearly this voice's own embedding among the anchors: a training voice.
+    synth.components.style_anchors = torch.cat([other, 0.9 * embedding.reshape(1, -1)])
+    own = synth.components.reference_encoder.encode(audio, rate).style
+    assert torch.equal(synth._voice(voice).features.style.cpu(), own.cpu())
+    assert not styles.exists()
+    # Only other voices' anchors: fitted and stored.
+    fresh = Synthesizer.from_bundle(load_bundle(root))
+    fresh.components.style_anchors = other
+    fresh.prepare_voice(voice)
+    assert len(list(styles.glob("*.safetensors"))) == 1
+    # With the guard off, the known voice is fitted too.
+    monkeypatch.setenv("DUBSTUDIO_CACHE_DIR", str(tmp_path / "cache2"))
+    again = Synthesizer.from_bundle(load_bundle(root))
+    again.components.style_anchors = torch.cat([other, embedding.reshape(1, -1)])
+    again.components.style_fit_known = None
+    again.prepare_voice(voice)
+    assert len(list((tmp_path / "cache2" / "styles").glob("*.safetensors"))) == 1
 
 
 def test_a_voice_fits_after_a_longer_render_with_another(
@@ -237,3 +284,8 @@ def test_a_bundle_with_an_impossible_style_fit_share_is_refused(tmp_path: Path) 
     (root / "bundle.json").write_text(json.dumps(manifest))
     with pytest.raises(ModelLoadError, match="style_fit_keep"):
         Synthesizer.from_bundle(load_bundle(root))
+    for known in (1.5, "high"):
+        manifest["config"].update(style_fit_keep=0.75, style_fit_known=known)
+        (root / "bundle.json").write_text(json.dumps(manifest))
+        with pytest.raises(ModelLoadError, match="style_fit_known"):
+            Synthesizer.from_bundle(load_bundle(root))
