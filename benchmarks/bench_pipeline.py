@@ -132,13 +132,14 @@ def compare_variants(
             print(f"  {stage:8s} {a:.4f} as shipped vs {b:.4f} ({other}): ratio {b / a:.2f}")
 
 
+def _setting(syn: Synthesizer, name: str) -> Callable[[Any], Callable[[], None]]:
+    """value -> a variant's ``apply`` that sets the component setting ``name`` to it."""
+    return lambda value: lambda: setattr(syn.components, name, value)
+
+
 def schedules(name: str, syn: Synthesizer, args: argparse.Namespace) -> dict[str, Variant]:
     """The bundle's decoder schedule (its steps and sway) vs uniform ``args.compare_steps``."""
-    shipped = syn.components.cfm_sway
-
-    def sway(value: float) -> Callable[[], None]:
-        return lambda: setattr(syn.components, "cfm_sway", value)
-
+    shipped, sway = syn.components.cfm_sway, _setting(syn, "cfm_sway")
     return {
         f"{name}, as shipped (sway {shipped:g})": (sway(shipped), args.steps),
         f"{name}, {args.compare_steps} uniform steps": (sway(0.0), args.compare_steps),
@@ -168,11 +169,7 @@ def precisions(name: str, syn: Synthesizer, args: argparse.Namespace) -> dict[st
 
 def candidates(name: str, syn: Synthesizer, args: argparse.Namespace) -> dict[str, Variant]:
     """The bundle's T2S candidates per segment (`EngineComponents.t2s_candidates`) vs one."""
-    shipped = syn.components.t2s_candidates
-
-    def use(k: int) -> Callable[[], None]:
-        return lambda: setattr(syn.components, "t2s_candidates", k)
-
+    shipped, use = syn.components.t2s_candidates, _setting(syn, "t2s_candidates")
     return {
         f"{name}, as shipped ({shipped} T2S candidates)": (use(shipped), args.steps),
         f"{name}, one T2S sample": (use(1), args.steps),

@@ -372,31 +372,29 @@ class Synthesizer:
             base = c.t2s.emotion_vector(feats.emotion_feats)
         prompt = c.s2m.prompt_condition(feats.prompt_content, feats.ref_mel.shape[-1])
         state = _VoiceState(feats, latents.float(), base.float(), prompt)
-        if (
-            c.style_fit_steps > 0
-            and c.mel_speaker_encoder is not None
-            and not self._known_voice(audio, rate)
-        ):
-            state = self._fitted_style(
-                voice,
-                state,
-                lambda: self._fit_style(voice, state, audio, rate, on_fraction, should_stop),
-            )
+        if c.style_fit_steps > 0 and c.mel_speaker_encoder is not None:
+            wave16 = resample(torch.from_numpy(np.ascontiguousarray(audio)).float(), rate, 16000)
+            target = c.speaker_encoder.embed(wave16.to(self.device))
+            if not self._known_voice(target):
+                state = self._fitted_style(
+                    voice,
+                    state,
+                    lambda: self._fit_style(voice, state, target, on_fraction, should_stop),
+                )
         with self._lock:
             self._voices[key] = state
             while len(self._voices) > VOICE_CACHE_SIZE:
                 self._voices.popitem(last=False)
         return state
 
-    def _known_voice(self, audio: np.ndarray, rate: int) -> bool:
-        """Whether the clip is of a voice the decoder was trained on: its speaker embedding
-        within ``style_fit_known`` of a training voice's anchor. Such a voice renders best
-        with its own style; a fit moved it off that style and cost words (MODEL_CARD.md)."""
+    def _known_voice(self, embedding: torch.Tensor) -> bool:
+        """Whether a clip with this speaker embedding is of a voice the decoder was trained on:
+        within ``style_fit_known`` of a training voice's anchor. Such a voice renders best with
+        its own style; a fit moved it off that style and cost words (MODEL_CARD.md)."""
         c = self.components
-        if c.style_fit_known is None or c.style_anchors is None or c.speaker_encoder is None:
+        if c.style_fit_known is None or c.style_anchors is None:
             return False
-        wave16 = resample(torch.from_numpy(np.ascontiguousarray(audio)).float(), rate, 16000)
-        embedding = c.speaker_encoder.embed(wave16.to(self.device)).reshape(-1).float()
+        embedding = embedding.reshape(-1).float()
         anchors = torch.nn.functional.normalize(c.style_anchors.to(embedding), dim=-1)
         return bool(anchors.shape[0]) and float((anchors @ embedding).max()) >= c.style_fit_known
 
@@ -430,18 +428,16 @@ class Synthesizer:
         self,
         voice: VoiceRef,
         state: _VoiceState,
-        audio: np.ndarray,
-        rate: int,
+        target: torch.Tensor,
         on_fraction: Callable[[float], None] | None = None,
         should_stop: StopCallback | None = None,
     ) -> Any:
-        """`stylefit.fit_style` on a calibration render of the voice (free length, seed 0)."""
+        """`stylefit.fit_style` on a calibration render of the voice (free length, seed 0),
+        towards ``target``, the speaker embedding of the voice's clip."""
         from dubstudio.engine.stylefit import FIT_TEXT, fit_style
 
         c = self.components
         cond, frames = self._calibration_condition(voice, state, FIT_TEXT)
-        wave16 = resample(torch.from_numpy(np.ascontiguousarray(audio)).float(), rate, 16000)
-        target = c.speaker_encoder.embed(wave16)
         steps = self.bundle.cfm_steps
 
         def decode(style: torch.Tensor) -> torch.Tensor:

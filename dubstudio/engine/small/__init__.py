@@ -29,7 +29,6 @@ code embedding), ``emotion.safetensors`` (spk_matrix, emo_matrix), ``t2e.safeten
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Mapping, Sequence
 from fractions import Fraction
 from pathlib import Path
@@ -751,19 +750,17 @@ def build_components(bundle: Any, device: torch.device | None) -> Any:
     emo = modules["emotion"]
     fit_steps = int(config.get("style_fit", 0))
     fit_keep = float(config.get("style_fit_keep", 1.0))
-    try:
-        known = config.get("style_fit_known")
-        fit_known = None if known is None else float(known)
-    except (TypeError, ValueError):
-        fit_known = math.nan
+    fit_known = config.get("style_fit_known")
     if not 0.0 < fit_keep <= 1.0:
         raise ModelLoadError(
             f"{bundle.root}: config 'style_fit_keep' is {fit_keep}; it must be in (0, 1] "
             "(the share of the fitted style move to use; 1 uses all of it)."
         )
-    if fit_known is not None and not -1.0 <= fit_known <= 1.0:
+    if fit_known is not None and not (
+        isinstance(fit_known, int | float) and -1.0 <= fit_known <= 1.0
+    ):
         raise ModelLoadError(
-            f"{bundle.root}: config 'style_fit_known' is {config['style_fit_known']!r}; it must "
+            f"{bundle.root}: config 'style_fit_known' is {fit_known!r}; it must "
             "be a cosine in [-1, 1] (clips this close to a training voice are not fitted) or "
             "null (fit every voice)."
         )
@@ -794,7 +791,7 @@ def build_components(bundle: Any, device: torch.device | None) -> Any:
         timbre_match=float(config.get("timbre_match", 0.0)),
         style_fit_steps=fit_steps,
         style_fit_keep=fit_keep,
-        style_fit_known=fit_known,
+        style_fit_known=None if fit_known is None else float(fit_known),
         style_anchors=anchors,
         speaker_encoder=style,
         mel_speaker_encoder=MelSpeakerEncoder(style, mel_config()) if fit_steps > 0 else None,
