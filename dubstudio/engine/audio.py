@@ -6,6 +6,7 @@ Dimension legend: N samples, B batch, M mel bands, F mel frames (N // hop), T fb
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -225,32 +226,63 @@ def _active_band_means(mel: torch.Tensor, floor: float) -> torch.Tensor:
     return mel[:, active].mean(dim=1)
 
 
-def match_spectral_mean(
-    mel: torch.Tensor, reference: torch.Tensor, strength: float = 1.0, floor: float = 3.0
-) -> torch.Tensor:
-    """Move a generated log-mel's long-term spectrum towards a reference clip's.
+def _band_envelope(gain: torch.Tensor, coefficients: int) -> torch.Tensor:
+    """The smooth part of a per-band curve (M,): its projection onto the first ``coefficients``
+    cosines over the bands (a DCT-II low-pass, a cepstral lifter in log-mel terms)."""
+    m = gain.shape[0]
+    n = torch.arange(m, dtype=gain.dtype, device=gain.device)
+    k = torch.arange(min(coefficients, m), dtype=gain.dtype, device=gain.device)
+    basis = torch.cos(math.pi * (n[None, :] + 0.5) * k[:, None] / m)  # (K, M), orthogonal rows
+    coef = (basis @ gain) / (basis * basis).sum(dim=1)
+    return coef @ basis
 
-    Each band of ``mel`` is shifted by ``strength`` times the difference between the reference's
-    and its own mean log magnitude over speech frames: a per-band gain, the log-mel form of
-    matching the long-term average spectrum (the voice's overall spectral tilt and formant
-    balance), which a decoder trained on few speakers reproduces only approximately.
-    Frame-to-frame detail (phones, intonation) is untouched.
+
+def spectral_mean_gain(
+    mel: torch.Tensor,
+    reference: torch.Tensor,
+    strength: float = 1.0,
+    floor: float = 3.0,
+    envelope: int = 0,
+) -> torch.Tensor:
+    """Per-band log gain that moves a generated log-mel's long-term spectrum to a reference
+    clip's: ``strength`` times the difference between the reference's and the render's mean
+    log magnitude per band over speech frames, the log-mel form of matching the long-term
+    average spectrum (the voice's overall spectral tilt and formant balance), which a decoder
+    trained on few speakers reproduces only approximately.
+
+    Below about 1 kHz the mel bands are narrower than a voice's harmonic spacing, so the
+    reference's band means also hold its pitch: a gain matched band by band pulls the render's
+    harmonics towards the reference's and flattens an emotion's pitch change. ``envelope``
+    keeps only the gain curve's first cosines over the bands (its spectral envelope: tilt and
+    formant balance) and leaves the harmonic ripple alone.
 
     Args:
-        mel: (B, M, F) generated natural-log mel.
+        mel: (M, F) generated natural-log mel.
         reference: (1, M, F_ref) or (M, F_ref) log-mel of the voice's reference clip.
-        strength: 0 leaves ``mel`` as it is, 1 matches the band means exactly.
+        strength: 0 gives no gain, 1 matches the band means exactly.
         floor: Frames quieter than the loudest by more than this (log units) are not averaged.
+        envelope: Cosine coefficients kept of the gain curve; 0 keeps every band's own gain.
 
     Returns:
-        (B, M, F) adjusted mel.
+        (M,) gain to add to every frame.
     """
+    ref = reference.reshape(reference.shape[-2], reference.shape[-1]).to(mel)
+    gain = _active_band_means(ref, floor) - _active_band_means(mel, floor)
+    if envelope > 0:
+        gain = _band_envelope(gain, envelope)
+    return strength * gain
+
+
+def match_spectral_mean(
+    mel: torch.Tensor, reference: torch.Tensor, strength: float = 1.0, envelope: int = 0
+) -> torch.Tensor:
+    """Each row of a generated log-mel (B, M, F) with its own `spectral_mean_gain` towards the
+    reference clip's long-term spectrum added; frame-to-frame detail (phones, intonation) is
+    untouched. ``strength`` 0 returns ``mel`` itself."""
     if strength == 0.0 or mel.shape[-1] == 0 or reference.shape[-1] == 0:
         return mel
-    ref = reference.reshape(reference.shape[-2], reference.shape[-1]).to(mel)
-    target = _active_band_means(ref, floor)
     out = mel.clone()
     for b in range(mel.shape[0]):
-        own = _active_band_means(mel[b], floor)
-        out[b] = mel[b] + strength * (target - own)[:, None]
+        gain = spectral_mean_gain(mel[b], reference, strength, envelope=envelope)
+        out[b] = mel[b] + gain[:, None]
     return out

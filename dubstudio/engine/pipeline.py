@@ -19,6 +19,7 @@ The budget is applied at three levels, all derived from one call of
 
 from __future__ import annotations
 
+import functools
 import importlib
 import logging
 import math
@@ -36,6 +37,7 @@ import torch
 
 from dubstudio.core.errors import DubStudioError, ModelLoadError, RenderError, ValidationError
 from dubstudio.core.timing import budget_for_samples, round_half_up
+from dubstudio.engine import stylefit
 from dubstudio.engine.api import (
     ProgressCallback,
     StopCallback,
@@ -44,7 +46,7 @@ from dubstudio.engine.api import (
     VoiceRef,
     raise_if_stopped,
 )
-from dubstudio.engine.audio import match_spectral_mean, resample
+from dubstudio.engine.audio import match_spectral_mean, resample, spectral_mean_gain
 from dubstudio.engine.bundles import KIND_OFFICIAL, KIND_SMALL, ModelBundle, load_bundle
 from dubstudio.engine.device import autocast_context, cpu_bf16_autocast, select_device
 from dubstudio.engine.reference import (
@@ -89,6 +91,14 @@ class EngineComponents:
             `s2m.model.sway_schedule`).
         timbre_match: Strength of `audio.match_spectral_mean` between the decoded mel and the
             voice's reference mel (0 = off; the bundled model uses 1).
+        timbre_match_envelope: Cosine coefficients of the match's per-band gain curve that are
+            applied (its spectral envelope; 0 = every band, which also imprints the reference's
+            pitch on the render).
+        timbre_match_scope: ``"line"``: every render's long-term spectrum is matched to the
+            reference's, which also sets its level and band by band its pitch to the clip's,
+            whatever the emotion asks; ``"voice"``: the gain is measured once per voice, on a
+            calibration render in the voice's own emotion, and added to every line, so a line's
+            loudness and pitch change against the voice's own reading survive.
         style_fit_steps: Gradient steps of the per-voice style fit (`dubstudio.engine.stylefit`;
             0 = off). Needs ``speaker_encoder`` and ``mel_speaker_encoder``.
         style_fit_keep: Share of the fitted move from the voice's own style that is used, in
@@ -121,6 +131,8 @@ class EngineComponents:
     cfg_rate: float = 0.7
     cfm_sway: float = 0.0
     timbre_match: float = 0.0
+    timbre_match_envelope: int = 0
+    timbre_match_scope: str = "line"
     style_fit_steps: int = 0
     style_fit_keep: float = 1.0
     style_fit_known: float | None = None
@@ -254,6 +266,7 @@ class _VoiceState:
     speaker_latents: torch.Tensor  # (1, N_lat, D)
     base_emovec: torch.Tensor  # (1, D)
     prompt_condition: torch.Tensor  # (1, F_ref, C)
+    timbre_gain: torch.Tensor | None = None  # (M,) per-voice timbre match, when measured once
 
 
 @dataclass
@@ -372,6 +385,11 @@ class Synthesizer:
             base = c.t2s.emotion_vector(feats.emotion_feats)
         prompt = c.s2m.prompt_condition(feats.prompt_content, feats.ref_mel.shape[-1])
         state = _VoiceState(feats, latents.float(), base.float(), prompt)
+        # The calibration sentences in the voice's own emotion, rendered by the style fit and
+        # for the per-voice timbre gain alike (its T2S part does not depend on the style).
+        calibration = functools.cache(
+            lambda: self._calibration_condition(voice, state, stylefit.FIT_TEXT)
+        )
         if c.style_fit_steps > 0 and c.mel_speaker_encoder is not None:
             wave16 = resample(torch.from_numpy(np.ascontiguousarray(audio)).float(), rate, 16000)
             target = c.speaker_encoder.embed(wave16.to(self.device))
@@ -379,8 +397,10 @@ class Synthesizer:
                 state = self._fitted_style(
                     voice,
                     state,
-                    lambda: self._fit_style(voice, state, target, on_fraction, should_stop),
+                    lambda: self._fit_style(state, target, calibration(), on_fraction, should_stop),
                 )
+        if c.timbre_match != 0.0 and c.timbre_match_scope == "voice":
+            state = replace(state, timbre_gain=self._voice_timbre_gain(state, calibration()))
         with self._lock:
             self._voices[key] = state
             while len(self._voices) > VOICE_CACHE_SIZE:
@@ -404,14 +424,13 @@ class Synthesizer:
         """``state`` with the S2M style replaced by the voice's fitted one: from the disk cache
         when this voice was fitted for this model before, else ``fit()``'s."""
         from dubstudio.engine.bundles import user_cache_dir
-        from dubstudio.engine.stylefit import StyleCache, fit_recipe_tag
 
         c = self.components
         key = (
             f"{self.identity[:16]}-{voice.content_hash[:24]}-{c.style_fit_steps}"
-            f"-{c.style_fit_keep:g}-{fit_recipe_tag()}"
+            f"-{c.style_fit_keep:g}-{stylefit.fit_recipe_tag()}"
         )
-        cache = StyleCache(user_cache_dir() / "styles")
+        cache = stylefit.StyleCache(user_cache_dir() / "styles")
         style = cache.get(key)
         if style is None or style.shape != state.features.style.shape:
             result = fit()
@@ -426,34 +445,32 @@ class Synthesizer:
 
     def _fit_style(
         self,
-        voice: VoiceRef,
         state: _VoiceState,
         target: torch.Tensor,
+        calibration: tuple[torch.Tensor, list[int]],
         on_fraction: Callable[[float], None] | None = None,
         should_stop: StopCallback | None = None,
     ) -> Any:
-        """`stylefit.fit_style` on a calibration render of the voice (free length, seed 0),
-        towards ``target``, the speaker embedding of the voice's clip."""
-        from dubstudio.engine.stylefit import FIT_TEXT, fit_style
-
+        """`stylefit.fit_style` on the voice's calibration render (``calibration``: its decoder
+        condition, free length, seed 0), towards ``target``, the speaker embedding of the
+        voice's clip."""
         c = self.components
-        cond, frames = self._calibration_condition(voice, state, FIT_TEXT)
-        steps = self.bundle.cfm_steps
+        cond, frames = calibration
 
         def decode(style: torch.Tensor) -> torch.Tensor:
-            generator = torch.Generator(device=self.device).manual_seed(12345)
-            mel = c.s2m.sample(
-                cond, prompt, ref_mel, style, steps=steps, cfg_rate=c.cfg_rate,
-                sway=c.cfm_sway, frame_lens=frames, generator=generator,
-            )  # fmt: skip
-            mel = torch.cat([mel[i, :, :f] for i, f in enumerate(frames)], dim=-1)[None]
-            return match_spectral_mean(mel, ref_mel, c.timbre_match)
+            mel = self._calibration_mel(inputs, cond, frames, style)
+            return match_spectral_mean(
+                mel, inputs.features.ref_mel, c.timbre_match, envelope=c.timbre_match_envelope
+            )
 
-        prompt, ref_mel = state.prompt_condition, state.features.ref_mel
         with torch.inference_mode(False), torch.enable_grad():
             # Inference tensors cannot be saved for backward: ordinary copies of the inputs.
-            cond, prompt, ref_mel = cond.clone(), prompt.clone(), ref_mel.clone()
-            return fit_style(
+            cond = cond.clone()
+            features = replace(state.features, ref_mel=state.features.ref_mel.clone())
+            inputs = replace(
+                state, features=features, prompt_condition=state.prompt_condition.clone()
+            )
+            return stylefit.fit_style(
                 decode,
                 c.mel_speaker_encoder,
                 target.clone(),
@@ -463,6 +480,34 @@ class Synthesizer:
                 on_fraction=on_fraction,
                 should_stop=should_stop,
             )
+
+    def _calibration_mel(
+        self, state: _VoiceState, cond: torch.Tensor, frames: list[int], style: torch.Tensor
+    ) -> torch.Tensor:
+        """The decoder's mel (1, M, F) of a calibration condition in ``style`` (fixed noise, the
+        bundle's schedule), before any timbre match."""
+        c = self.components
+        generator = torch.Generator(device=self.device).manual_seed(12345)
+        mel = c.s2m.sample(
+            cond, state.prompt_condition, state.features.ref_mel, style,
+            steps=self.bundle.cfm_steps, cfg_rate=c.cfg_rate, sway=c.cfm_sway,
+            frame_lens=frames, generator=generator,
+        )  # fmt: skip
+        return torch.cat([mel[i, :, :f] for i, f in enumerate(frames)], dim=-1)[None]
+
+    def _voice_timbre_gain(
+        self, state: _VoiceState, calibration: tuple[torch.Tensor, list[int]]
+    ) -> torch.Tensor:
+        """The voice's timbre-match gain (M,): measured on the calibration sentences
+        (``calibration``, their decoder condition) rendered in the voice's own emotion and
+        (fitted) style, then added to every line of the voice."""
+        c = self.components
+        cond, frames = calibration
+        with cpu_bf16_autocast(self.device, enabled=self.s2m_bf16):
+            mel = self._calibration_mel(state, cond, frames, state.features.style).float()
+        return spectral_mean_gain(
+            mel[0], state.features.ref_mel, c.timbre_match, envelope=c.timbre_match_envelope
+        )
 
     def _calibration_condition(
         self, voice: VoiceRef, state: _VoiceState, text: str
@@ -839,7 +884,12 @@ class Synthesizer:
                 should_stop=should_stop,
             ).float()  # (B, M, F_max)
         mel = torch.cat([mel[i, :, :f] for i, f in enumerate(frames)], dim=-1)[None]  # (1, M, F)
-        mel = match_spectral_mean(mel, voice.features.ref_mel, c.timbre_match)
+        if voice.timbre_gain is not None:
+            mel = mel + voice.timbre_gain.to(mel)[:, None]
+        else:
+            mel = match_spectral_mean(
+                mel, voice.features.ref_mel, c.timbre_match, envelope=c.timbre_match_envelope
+            )
         timings["s2m"] = time.perf_counter() - t0
         raise_if_stopped(should_stop, "vocoder")
 

@@ -246,6 +246,12 @@ def small_config(size: str = "default") -> dict[str, Any]:
         # (`audio.match_spectral_mean`): with nine training voices the decoder lands near the
         # closest one; this carries the reference's own spectral balance over.
         "timbre_match": 1.0,
+        # ... as a smooth curve over the bands (this many cosines): the reference's spectral
+        # envelope without its harmonics, which would pull the render's pitch to the clip's.
+        "timbre_match_envelope": 0,
+        # ... measured once per voice on a calibration render in its own emotion and added to
+        # every line ("voice"), so an emotion's loudness and pitch are not matched away.
+        "timbre_match_scope": "voice",
         # The reference's style vector is moved away from the closest training voice's
         # (`repel_style`), by this factor; the training voices' style anchors are in
         # speakers.safetensors, their names in ``style_anchors`` (set by the export).
@@ -764,6 +770,18 @@ def build_components(bundle: Any, device: torch.device | None) -> Any:
             "be a cosine in [-1, 1] (clips this close to a training voice are not fitted) or "
             "null (fit every voice)."
         )
+    envelope = config.get("timbre_match_envelope", 0)
+    if not (isinstance(envelope, int) and not isinstance(envelope, bool) and envelope >= 0):
+        raise ModelLoadError(
+            f"{bundle.root}: config 'timbre_match_envelope' is {envelope!r}; it must be a "
+            "whole number >= 0 (cosines kept of the timbre match's gain curve; 0 = every band)."
+        )
+    scope = config.get("timbre_match_scope", "line")
+    if scope not in ("line", "voice"):
+        raise ModelLoadError(
+            f"{bundle.root}: config 'timbre_match_scope' is {scope!r}; it must be 'line' (each "
+            "render matched to the reference) or 'voice' (one gain per voice)."
+        )
     candidates = int(config.get("t2s_candidates", 1))
     if candidates < 1:
         raise ModelLoadError(
@@ -789,6 +807,8 @@ def build_components(bundle: Any, device: torch.device | None) -> Any:
         cfg_rate=float(config.get("cfg_rate", 0.7)),
         cfm_sway=float(config.get("cfm_sway", 0.0)),
         timbre_match=float(config.get("timbre_match", 0.0)),
+        timbre_match_envelope=envelope,
+        timbre_match_scope=scope,
         style_fit_steps=fit_steps,
         style_fit_keep=fit_keep,
         style_fit_known=None if fit_known is None else float(fit_known),

@@ -120,3 +120,65 @@ def test_spectral_mean_matching_moves_speech_bands_and_keeps_detail() -> None:
     half = match_spectral_mean(gen, ref[None], strength=0.5)
     assert torch.allclose(half - gen, 0.5 * (out - gen), atol=1e-5)
     assert match_spectral_mean(gen, ref, strength=0.0) is gen
+
+
+def _voiced(f0: float, seconds: float = 1.0, sr: int = 22050) -> torch.Tensor:
+    """A buzzy vowel-like tone: 30 harmonics of ``f0`` falling 6 dB per octave."""
+    t = torch.arange(int(sr * seconds)) / sr
+    harmonics = [torch.sin(2 * torch.pi * k * f0 * t) / k for k in range(1, 31) if k * f0 < 8000]
+    return 0.2 * torch.stack(harmonics).sum(0)
+
+
+def _lowest_peak_band(mel: torch.Tensor) -> int:
+    """Band of the long-term spectrum's first local maximum: where the fundamental sits."""
+    profile = mel.mean(-1).reshape(-1)
+    for b in range(1, len(profile) - 1):
+        if profile[b] > profile[b - 1] and profile[b] >= profile[b + 1] and profile[b] > -6:
+            return b
+    raise AssertionError("no spectral peak")
+
+
+def test_envelope_match_keeps_the_renders_pitch_where_the_band_match_imprints_the_clips() -> None:
+    """Below 1 kHz the mel bands resolve harmonics: a gain matched band by band carries the
+    reference's fundamental over (its band gains, the render's loses), while the envelope
+    match moves tilt and level only and the render's own fundamental stays the strongest."""
+    cfg = MelConfig.hifigan_universal()
+    render = mel_spectrogram(_voiced(220.0)[None], cfg)  # (1, 80, F)
+    reference = mel_spectrogram(0.5 * _voiced(120.0)[None], cfg)
+    own, clip = _lowest_peak_band(render), _lowest_peak_band(reference)
+    assert clip < own
+    banded = match_spectral_mean(render, reference)
+    smooth = match_spectral_mean(render, reference, envelope=12)
+
+    def low_band_gap(mel: torch.Tensor) -> float:
+        """How far the render's fundamental band stands above the clip's one."""
+        profile = mel.mean(-1).reshape(-1)
+        return float(profile[own] - profile[clip])
+
+    assert low_band_gap(render) > 2.0
+    assert low_band_gap(banded) < 0.5  # the clip's band means, fundamental included
+    assert low_band_gap(smooth) > 2.0
+    # The envelope still moves the overall level and tilt to the reference's.
+    for out in (banded, smooth):
+        assert abs(float(out.mean() - reference.mean())) < 0.3
+    assert abs(float(render.mean() - reference.mean())) > 0.5
+
+
+def test_envelope_match_applies_the_smooth_part_of_the_gain_only() -> None:
+    """A gain curve made of a few low cosines passes whole; a ripple every five bands (a
+    harmonic comb) does not."""
+    torch.manual_seed(0)
+    bands, frames = 80, 30
+    n = torch.arange(bands).float()
+    smooth = 0.6 * torch.cos(torch.pi * (n + 0.5) / bands) + 0.3 * torch.cos(
+        torch.pi * (n + 0.5) * 4 / bands
+    )
+    ripple = 0.5 * torch.cos(2 * torch.pi * n / 5)
+    gen = torch.randn(bands, frames) * 0.2 - 3.0
+    ref = gen + (smooth + ripple + 0.4)[:, None]
+    out = match_spectral_mean(gen[None], ref[None], envelope=12)
+    gain = (out[0] - gen).mean(1)
+    assert torch.allclose(gain, smooth + 0.4, atol=0.1)
+    assert float((gain - smooth - 0.4).abs().mean()) < 0.03
+    full = (match_spectral_mean(gen[None], ref[None])[0] - gen).mean(1)
+    assert torch.allclose(full, smooth + ripple + 0.4, atol=1e-4)

@@ -93,9 +93,11 @@ def test_tiny_small_bundle_renders_exact_budget(tmp_path: Path) -> None:
 
 def test_decoder_settings_come_from_the_bundle_config(tmp_path: Path) -> None:
     """Guidance, step schedule and timbre match are bundle settings: the small builder reads
-    them, and changing the schedule changes the render (same seed, same steps)."""
+    them, changing the schedule changes the render (same seed, same steps), and an envelope
+    that is not a whole number of cosines is refused by name."""
     import json
 
+    from dubstudio.core.errors import ModelLoadError
     from dubstudio.engine.api import SynthesisRequest, VoiceRef
     from dubstudio.engine.bundles import load_bundle
     from dubstudio.engine.pipeline import Synthesizer
@@ -112,14 +114,85 @@ def test_decoder_settings_come_from_the_bundle_config(tmp_path: Path) -> None:
         root = create_tiny_small_bundle(tmp_path / f"b{sway}", seed=1)
         manifest = json.loads((root / "bundle.json").read_text())
         assert manifest["config"]["cfm_sway"] == small_config("tiny")["cfm_sway"] == -1.0
-        manifest["config"].update(cfm_sway=sway, cfg_rate=cfg, timbre_match=0.5)
+        manifest["config"].update(
+            cfm_sway=sway, cfg_rate=cfg, timbre_match=0.5, timbre_match_envelope=6
+        )
         (root / "bundle.json").write_text(json.dumps(manifest))
         synth = Synthesizer.from_bundle(load_bundle(root))
         c = synth.components
         assert (c.cfm_sway, c.cfg_rate, c.timbre_match) == (sway, cfg, 0.5)
+        assert c.timbre_match_envelope == 6
         renders.append(synth.synthesize(request).audio)
     assert len(renders[0]) == len(renders[1]) == 8000
     assert not np.allclose(renders[0], renders[1])
+    for bad in (-1, 2.5, True, "12"):
+        manifest["config"]["timbre_match_envelope"] = bad
+        (root / "bundle.json").write_text(json.dumps(manifest))
+        with pytest.raises(ModelLoadError, match="timbre_match_envelope"):
+            Synthesizer.from_bundle(load_bundle(root))
+
+
+def test_voice_scope_timbre_match_adds_one_gain_per_voice_to_every_line(tmp_path: Path) -> None:
+    """``timbre_match_scope`` "voice": the gain is measured once, on the voice's calibration
+    render, and the same gain is added to every line's decoded mel, so lines keep their level
+    and pitch differences; "line" matches each render to the reference on its own."""
+    import json
+
+    from dubstudio.core.errors import ModelLoadError
+    from dubstudio.engine.api import SynthesisRequest, VoiceRef
+    from dubstudio.engine.audio import _active_band_means
+    from dubstudio.engine.bundles import load_bundle
+    from dubstudio.engine.pipeline import Synthesizer
+    from dubstudio.engine.small import create_tiny_small_bundle, small_config
+    from dubstudio.engine.stylefit import FIT_TEXT
+
+    assert small_config("tiny")["timbre_match_scope"] == "voice"
+    t = np.arange(22050) / 22050
+    sf.write(tmp_path / "v.wav", (0.3 * np.sin(2 * np.pi * 140 * t)).astype(np.float32), 22050)
+    voice = VoiceRef(str(tmp_path / "v.wav"))
+    root = create_tiny_small_bundle(tmp_path / "b", seed=1)
+    manifest = json.loads((root / "bundle.json").read_text())
+
+    def decoded_mels(scope: str, strength: float) -> tuple[Synthesizer, list[torch.Tensor]]:
+        """The mel each of two lines hands the vocoder, with these settings."""
+        manifest["config"].update(timbre_match=strength, timbre_match_scope=scope)
+        (root / "bundle.json").write_text(json.dumps(manifest))
+        synth = Synthesizer.from_bundle(load_bundle(root))
+        seen: list[torch.Tensor] = []
+        vocoder = synth.components.vocoder
+
+        def recording(mel: torch.Tensor) -> torch.Tensor:
+            seen.append(mel.detach().clone())
+            return vocoder(mel)
+
+        synth.components.vocoder = recording
+        for text in ("hello world", "a much longer line of speech"):
+            request = SynthesisRequest(text=text, voice=voice, seed=4, sample_rate=16000)
+            synth.synthesize(request)
+        return synth, seen
+
+    _, raw = decoded_mels("line", 0.0)
+    synth, per_voice = decoded_mels("voice", 1.0)
+    state = synth._voice(voice)
+    assert state.timbre_gain is not None and state.timbre_gain.shape == (80,)
+    for mel, plain in zip(per_voice, raw, strict=True):
+        assert torch.allclose(
+            mel - plain, state.timbre_gain[None, :, None].expand_as(mel), atol=1e-4
+        )
+    # The gain is the one that matches the calibration render to the reference clip.
+    cond, frames = synth._calibration_condition(voice, state, FIT_TEXT)
+    calib = synth._calibration_mel(state, cond, frames, state.features.style)[0]
+    reference = _active_band_means(state.features.ref_mel.reshape(80, -1), 3.0)
+    assert torch.allclose(_active_band_means(calib, 3.0) + state.timbre_gain, reference, atol=1e-3)
+
+    _, per_line = decoded_mels("line", 1.0)
+    for mel in per_line:  # each line matched to the reference on its own
+        assert torch.allclose(_active_band_means(mel[0], 3.0), reference, atol=1e-3)
+
+    manifest["config"]["timbre_match_scope"] = "song"
+    (root / "bundle.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelLoadError, match="timbre_match_scope"):
+        Synthesizer.from_bundle(load_bundle(root))
 
 
 def test_repel_style_moves_away_from_the_nearest_anchor_only() -> None:
@@ -241,8 +314,9 @@ def test_a_fresh_export_has_the_shipped_bundles_inference_settings() -> None:
     )  # fmt: skip
     shipped = json.loads(shipped_path.read_text())["config"]
     fresh = small_config("default")
-    settings = ("style_fit", "style_fit_keep", "timbre_match", "style_repel", "cfg_rate",
-                "cfm_sway", "decode", "pitch_bins", "cpu_vocoder", "t2s_candidates")  # fmt: skip
+    settings = ("style_fit", "style_fit_keep", "timbre_match", "timbre_match_envelope",
+                "timbre_match_scope", "style_repel", "cfg_rate", "cfm_sway", "decode",
+                "pitch_bins", "cpu_vocoder", "t2s_candidates")  # fmt: skip
     assert {k: fresh[k] for k in settings} == {k: shipped[k] for k in settings}
 
 
