@@ -386,9 +386,10 @@ class Synthesizer:
         prompt = c.s2m.prompt_condition(feats.prompt_content, feats.ref_mel.shape[-1])
         state = _VoiceState(feats, latents.float(), base.float(), prompt)
         # The calibration sentences in the voice's own emotion, rendered by the style fit and
-        # for the per-voice timbre gain alike (its T2S part does not depend on the style).
+        # for the per-voice timbre gain alike (its T2S part does not depend on the style, so
+        # the unfitted state is bound here).
         calibration = functools.cache(
-            lambda: self._calibration_condition(voice, state, stylefit.FIT_TEXT)
+            functools.partial(self._calibration_condition, voice, state, stylefit.FIT_TEXT)
         )
         if c.style_fit_steps > 0 and c.mel_speaker_encoder is not None:
             wave16 = resample(torch.from_numpy(np.ascontiguousarray(audio)).float(), rate, 16000)
