@@ -273,6 +273,23 @@ def spectral_mean_gain(
     return strength * gain
 
 
+def mel_level_db(mel: torch.Tensor, floor_db: float = 20.0) -> float:
+    """Speech level of a natural-log magnitude mel (M, F) in dB: the mean frame power
+    (the sum over bands of the squared magnitudes) over the frames within ``floor_db`` of the
+    loudest, so pauses and silence around the speech do not count. Adding ``g`` to every band
+    of the log-mel raises it by ``20 g / ln 10`` dB (`db_to_log_gain` is the inverse)."""
+    if mel.shape[-1] == 0:
+        return float("-inf")
+    power = torch.exp(2.0 * mel.detach().reshape(mel.shape[-2], -1).double()).sum(dim=0)  # (F,)
+    active = power >= power.max() * 10.0 ** (-floor_db / 10.0)
+    return float(10.0 * torch.log10(power[active].mean().clamp(min=1e-30)))
+
+
+def db_to_log_gain(db: float) -> float:
+    """A level change in dB as the gain to add to a natural-log magnitude mel."""
+    return db * math.log(10.0) / 20.0
+
+
 def match_spectral_mean(
     mel: torch.Tensor, reference: torch.Tensor, strength: float = 1.0, envelope: int = 0
 ) -> torch.Tensor:

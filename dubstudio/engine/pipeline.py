@@ -46,7 +46,13 @@ from dubstudio.engine.api import (
     VoiceRef,
     raise_if_stopped,
 )
-from dubstudio.engine.audio import match_spectral_mean, resample, spectral_mean_gain
+from dubstudio.engine.audio import (
+    db_to_log_gain,
+    match_spectral_mean,
+    mel_level_db,
+    resample,
+    spectral_mean_gain,
+)
 from dubstudio.engine.bundles import KIND_OFFICIAL, KIND_SMALL, ModelBundle, load_bundle
 from dubstudio.engine.device import autocast_context, cpu_bf16_autocast, select_device
 from dubstudio.engine.reference import (
@@ -54,6 +60,11 @@ from dubstudio.engine.reference import (
     ReferenceEncoder,
     ReferenceFeatures,
     load_reference,
+)
+from dubstudio.engine.t2s.emotion import (
+    EmotionLoudness,
+    emotion_vector_from_weights,
+    mix_weights,
 )
 
 log = logging.getLogger(__name__)
@@ -111,6 +122,9 @@ class EngineComponents:
         speaker_encoder: 16 kHz waveform -> unit speaker embedding (``embed``), or None.
         mel_speaker_encoder: The same embedding from a decoded log-mel (1, M, F), differentiable
             (`stylefit.MelSpeakerEncoder`), or None.
+        emotion_loudness: Each emotion's level change against the voice's own reading
+            (`t2s.emotion.EmotionLoudness`), or None. With it each line's decoded mel is set to
+            the reference clip's level plus this change (`audio.mel_level_db`).
         t2s_candidates: T2S samples decoded per segment (in the same batch); the one that
             ``code_ranker`` scores lowest is kept (the earliest on a tie). 1 = plain sampling.
         code_ranker: ``(codes (T_tok,), text_ids (L,)) -> score``, lower is better (the small
@@ -139,6 +153,7 @@ class EngineComponents:
     style_anchors: torch.Tensor | None = None
     speaker_encoder: Any = None
     mel_speaker_encoder: Any = None
+    emotion_loudness: EmotionLoudness | None = None
     t2s_candidates: int = 1
     code_ranker: Callable[[torch.Tensor, torch.Tensor], float] | None = None
     extras: dict[str, Any] = field(default_factory=dict)
@@ -267,6 +282,8 @@ class _VoiceState:
     base_emovec: torch.Tensor  # (1, D)
     prompt_condition: torch.Tensor  # (1, F_ref, C)
     timbre_gain: torch.Tensor | None = None  # (M,) per-voice timbre match, when measured once
+    # Level (dB, `audio.mel_level_db`) of the reference clip, with an emotion loudness.
+    level_db: float | None = None
 
 
 @dataclass
@@ -384,7 +401,8 @@ class Synthesizer:
             latents = c.t2s.speaker_latents(feats.cond_feats)
             base = c.t2s.emotion_vector(feats.emotion_feats)
         prompt = c.s2m.prompt_condition(feats.prompt_content, feats.ref_mel.shape[-1])
-        state = _VoiceState(feats, latents.float(), base.float(), prompt)
+        level = mel_level_db(feats.ref_mel) if c.emotion_loudness is not None else None
+        state = _VoiceState(feats, latents.float(), base.float(), prompt, level_db=level)
         # The calibration sentences in the voice's own emotion, rendered by the style fit and
         # for the per-voice timbre gain alike (its T2S part does not depend on the style, so
         # the unfitted state is bound here).
@@ -548,14 +566,23 @@ class Synthesizer:
 
     def _emovec(self, request: SynthesisRequest, voice: _VoiceState) -> torch.Tensor:
         """(1, D) emotion vector for the request's emotion mode (ENGINE_SPEC §2.4)."""
+        return self._emotion(request, voice)[0]
+
+    def _emotion(self, request: SynthesisRequest, voice: _VoiceState) -> tuple[torch.Tensor, float]:
+        """(1, D) emotion vector for the request's emotion mode (ENGINE_SPEC §2.4), and the
+        level change in dB against the voice's own reading that the bundle's emotion loudness
+        gives it (0 without one)."""
         emotion = request.emotion
         c = self.components
+        loudness = c.emotion_loudness
         if emotion.mode == "voice":
-            return voice.base_emovec
+            return voice.base_emovec, 0.0
         if emotion.mode == "audio":
             assert emotion.audio is not None
             emo = self._emotion_clip_vector(emotion.audio)
-            return c.t2s.merge_emovec(voice.base_emovec, emo, emotion.alpha)  # type: ignore[no-any-return]
+            vec = c.t2s.merge_emovec(voice.base_emovec, emo, emotion.alpha)
+            change = 0.0 if loudness is None else loudness.of_clip(vec, voice.base_emovec)
+            return vec, change
         if emotion.mode == "text":
             if c.text_to_emotion is None:
                 raise ValidationError(
@@ -570,12 +597,13 @@ class Synthesizer:
                 f"The model {self.bundle.name} has no emotion matrices; use the voice's own "
                 "emotion or an emotion clip."
             )
-        from dubstudio.engine.t2s.emotion import emotion_vector_from_weights
-
         vec = emotion_vector_from_weights(
             weights, voice.features.style, c.emotion_matrices, voice.base_emovec, emotion.alpha
         )
-        return vec.reshape(1, -1)
+        change = 0.0
+        if loudness is not None:
+            change = loudness.of_weights(mix_weights(weights, emotion.alpha))
+        return vec.reshape(1, -1), change
 
     # ------------------------------------------------------------------ planning
 
@@ -722,7 +750,7 @@ class Synthesizer:
         t0 = time.perf_counter()
         progress("conditioning", 0.0)
         voice = self._voice(first.voice, lambda f: progress("conditioning", f), should_stop)
-        emovec = self._emovec(first, voice)
+        emovec, change = self._emotion(first, voice)
         timings["conditioning"] = time.perf_counter() - t0
         progress("conditioning", 1.0)
 
@@ -780,7 +808,9 @@ class Synthesizer:
             seg_codes, seg_latents = codes[pos : pos + n], latents[pos : pos + n]
             pos += n
             results.append(
-                self._finish(p, voice, seg_codes, seg_latents, dict(timings), progress, should_stop)
+                self._finish(
+                    p, voice, change, seg_codes, seg_latents, dict(timings), progress, should_stop
+                )
             )
         return results
 
@@ -855,6 +885,7 @@ class Synthesizer:
         self,
         plan: _Plan,
         voice: _VoiceState,
+        level_change: float,
         codes: list[torch.Tensor],
         latents: list[torch.Tensor],
         timings: dict[str, float],
@@ -891,6 +922,8 @@ class Synthesizer:
             mel = match_spectral_mean(
                 mel, voice.features.ref_mel, c.timbre_match, envelope=c.timbre_match_envelope
             )
+        if voice.level_db is not None:
+            mel = mel + db_to_log_gain(voice.level_db + level_change - mel_level_db(mel[0]))
         timings["s2m"] = time.perf_counter() - t0
         raise_if_stopped(should_stop, "vocoder")
 

@@ -429,10 +429,10 @@ def decode_codes(synth: Any, request: Any, codes: torch.Tensor) -> Any:
     frames = sum(plan.seg_frames)
     plan.segments, plan.seg_tokens, plan.seg_frames = [torch.cat(plan.segments)], [None], [frames]
     voice = synth._voice(request.voice)
-    emovec = synth._emovec(request, voice)
+    emovec, change = synth._emotion(request, voice)
     codes = codes.long().to(synth.device)
     latents = synth.components.t2s.latents(voice.speaker_latents, emovec, plan.segments, [codes])
-    return synth._finish(plan, voice, [codes], latents, {}, lambda *_: None, None)
+    return synth._finish(plan, voice, change, [codes], latents, {}, lambda *_: None, None)
 
 
 def _resample16(audio: np.ndarray, rate: int) -> np.ndarray:

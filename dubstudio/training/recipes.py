@@ -858,3 +858,116 @@ def train_t2e(
     metrics = {"heldout_top1": agree, "heldout_kl": kl, "n_train": len(train), "n_test": n_test}
     run.log(**metrics)
     return head, metrics
+
+
+# ----------------------------------------------------------------------------------------------
+# Emotion loudness
+
+
+@dataclass
+class LoudnessFit:
+    """A fitted `t2s.emotion.EmotionLoudness` and how well it does on held-out utterances.
+
+    Attributes:
+        style_db: `(K,)` mean change per style over the training utterances, dB.
+        weight: `(D,)` read-out weights.
+        bias: dB.
+        samples: Training utterances the read-out was fitted on.
+        held_out: Per style, (utterances, measured mean change, read-out's mean change) over
+            the held-out split's utterances that have a calm reading to compare with.
+        mae_db: Mean absolute error of the read-out over those utterances, dB.
+    """
+
+    style_db: torch.Tensor
+    weight: torch.Tensor
+    bias: float
+    samples: int
+    held_out: dict[str, tuple[int, float, float]]
+    mae_db: float
+
+
+def loudness_changes(items: Sequence[Item]) -> list[float | None]:
+    """Each item's level against the same voice reading the same sentence calmly (same pitch
+    shift), in dB (`audio.mel_level_db`); None where the corpus has no such calm reading."""
+    from dubstudio.engine.audio import mel_level_db
+
+    levels = [mel_level_db(it.mel.float()) for it in items]
+    calm = {
+        (it.utt.voice, it.utt.text, it.utt.shift): level
+        for it, level in zip(items, levels, strict=True)
+        if it.utt.style == "calm"
+    }
+    out: list[float | None] = []
+    for it, level in zip(items, levels, strict=True):
+        ref = calm.get((it.utt.voice, it.utt.text, it.utt.shift))
+        out.append(None if ref is None else level - ref)
+    return out
+
+
+@torch.no_grad()
+def fit_emotion_loudness(
+    t2s: nn.Module, items: Sequence[Item], *, ridge: float = 0.1, seed: int = 0, batch: int = 64
+) -> LoudnessFit:
+    """Fit the emotion loudness from the training split's utterances that have a calm reading
+    of the same sentence by the same voice (`loudness_changes`):
+
+    * ``style_db``: each style's mean change (`EMOTION_NAMES` order; 0 for a style the corpus
+      lacks);
+    * the read-out: ridge regression from an utterance's emotion vector (the T2S emotion
+      conditioner on the whole utterance) to its change, on every non-calm such utterance and
+      as many calm ones (change 0) as the styles have on average; ``ridge`` is the penalty
+      relative to the vectors' mean variance. Without non-calm utterances it is zero.
+
+    The held-out split (``split == "test"``) is read out too, for `LoudnessFit.held_out`.
+    """
+    changes = loudness_changes(items)
+    rng = random.Random(seed)
+    train = [i for i, it in enumerate(items) if it.utt.split == "train" and changes[i] is not None]
+    emotional = [i for i in train if items[i].utt.style != "calm"]
+    calm = [i for i in train if items[i].utt.style == "calm"]
+    styles = {items[i].utt.style for i in emotional}
+    chosen = emotional + rng.sample(calm, min(len(calm), len(emotional) // max(1, len(styles))))
+    held = [i for i, it in enumerate(items) if it.utt.split == "test" and changes[i] is not None]
+    dim = int(t2s.config.model_dim)  # type: ignore[union-attr]
+    style_db = torch.zeros(len(EMOTION_NAMES))
+    for k, style in enumerate(EMOTION_NAMES):
+        own = [float(changes[i]) for i in train if items[i].utt.style == style]  # type: ignore[arg-type]
+        style_db[k] = sum(own) / len(own) if own else 0.0
+
+    def vectors(idx: list[int]) -> torch.Tensor:
+        out = [torch.zeros(0, dim)]
+        for a in range(0, len(idx), batch):
+            feats = [normalize_frames(items[i].mel.float()[None])[0] for i in idx[a : a + batch]]
+            x, lens = _pad_frames(feats)
+            out.append(t2s._emotion_vector(x, lens).float())  # type: ignore[operator]
+        return torch.cat(out)
+
+    weight, bias = torch.zeros(dim), 0.0
+    if len(emotional) >= 2:
+        x = vectors(chosen).double()
+        y = torch.tensor([changes[i] for i in chosen], dtype=torch.float64)
+        mean_x, mean_y = x.mean(0), y.mean()
+        xc = x - mean_x
+        gram = xc.T @ xc
+        penalty = ridge * float(gram.diagonal().mean())
+        eye = torch.eye(dim, dtype=gram.dtype)
+        w = torch.linalg.solve(gram + penalty * eye, xc.T @ (y - mean_y))
+        weight, bias = w.float(), float(mean_y - mean_x @ w)
+    held_out: dict[str, tuple[int, float, float]] = {}
+    errors: list[float] = []
+    if held:
+        predicted = (vectors(held) @ weight + bias).tolist()
+        by_style: dict[str, list[tuple[float, float]]] = {}
+        for i, p in zip(held, predicted, strict=True):
+            measured = float(changes[i])  # type: ignore[arg-type]
+            by_style.setdefault(items[i].utt.style, []).append((measured, p))
+            errors.append(abs(p - measured))
+        for style in [s for s in EMOTION_NAMES if s in by_style]:
+            pairs = by_style[style]
+            held_out[style] = (
+                len(pairs),
+                sum(m for m, _ in pairs) / len(pairs),
+                sum(p for _, p in pairs) / len(pairs),
+            )
+    mae = sum(errors) / len(errors) if errors else float("nan")
+    return LoudnessFit(style_db, weight, bias, len(chosen), held_out, mae)

@@ -167,11 +167,13 @@ def export_bundle(
     vector of training utterances in style k (prompted by another utterance of that voice and
     style), spk_matrix row k the mean GE2E style of that style's utterances (one row per class,
     so `EmotionMatrices.nearest_rows` always picks it); the style anchors are
-    `style_anchors`. A checkpoint the run lacks (T2S, S2M, tokenizer, T2E) comes from the
-    ``init`` bundle (a run that continued only S2M, or only T2S).
+    `style_anchors`; the emotion loudness is `recipes.fit_emotion_loudness`. A checkpoint the
+    run lacks (T2S, S2M, tokenizer, T2E) comes from the ``init`` bundle (a run that continued
+    only S2M, or only T2S).
     """
     data, runs = Path(data), Path(runs)
-    items = train_items(data)
+    everything = load_items(data / "features.pt")
+    items = [it for it in everything if it.utt.split == "train"]
     voices, anchors = style_anchors(items)
     config = small_config(size)
     config["style_anchors"] = voices
@@ -223,6 +225,23 @@ def export_bundle(
     emotion = mods["emotion"]
     emotion["spk_matrix"].copy_(torch.stack(spk_rows))  # type: ignore[index,operator]
     emotion["emo_matrix"].copy_(torch.stack(emo_rows))  # type: ignore[index,operator]
+    if "loudness" in mods:
+        fit = recipes.fit_emotion_loudness(t2s, everything)
+        loudness = mods["loudness"]
+        loudness["style_db"].copy_(fit.style_db)  # type: ignore[index,operator]
+        loudness["weight"].copy_(fit.weight)  # type: ignore[index,operator]
+        loudness["bias"].fill_(fit.bias)  # type: ignore[index,operator]
+        log.info(
+            "emotion loudness: %s dB; clip read-out from %d utterances, held out: mean error "
+            "%.2f dB, %s",
+            " ".join(f"{v:+.1f}" for v in fit.style_db.tolist()),
+            fit.samples,
+            fit.mae_db,
+            ", ".join(
+                f"{style} {measured:+.1f} (read {read:+.1f})"
+                for style, (_, measured, read) in fit.held_out.items()
+            ),
+        )
     root = write_small_bundle(
         out, mods, config, name=name, lexicon=default_lexicon_path(), cfm_steps=cfm_steps
     )

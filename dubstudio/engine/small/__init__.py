@@ -23,6 +23,7 @@ P phone classes (41), Dc content width, S style width (256), E MiniLM width (384
 Bundle files: ``t2s.safetensors``, ``s2m.safetensors``, ``reference.safetensors`` (tokenizer +
 code embedding), ``emotion.safetensors`` (spk_matrix, emo_matrix), ``t2e.safetensors``,
 ``speakers.safetensors`` (the training voices' style anchors, when the config names them),
+``loudness.safetensors`` (the emotion loudness read-out, with ``emotion_loudness``),
 ``lexicon.dict``.
 """
 
@@ -257,6 +258,10 @@ def small_config(size: str = "default") -> dict[str, Any]:
         # speakers.safetensors, their names in ``style_anchors`` (set by the export).
         "style_repel": 1.0,
         "style_anchors": [],
+        # The codes carry pitch but no loudness: each line's level is set to the voice's
+        # calibration render's plus its emotion's change against the voice's own reading, as
+        # measured in the corpus at export (loudness.safetensors; `t2s.emotion.EmotionLoudness`).
+        "emotion_loudness": True,
         # The first render with a voice fits its style vector to the clip (`stylefit`): this
         # many gradient steps through the decoder, keeping this share of the move (MODEL_CARD.md).
         "style_fit": 0 if tiny else 16,
@@ -606,6 +611,14 @@ def build_modules(config: Mapping[str, Any]) -> dict[str, nn.Module]:
         }
     )
     modules: dict[str, nn.Module] = {}
+    if config.get("emotion_loudness"):
+        modules["loudness"] = nn.ParameterDict(
+            {
+                "style_db": nn.Parameter(torch.zeros(len(config["emo_num"]))),
+                "weight": nn.Parameter(torch.zeros(t2s_cfg.model_dim)),
+                "bias": nn.Parameter(torch.zeros(1)),
+            }
+        )
     if config.get("style_anchors"):
         voices = len(config["style_anchors"])
         modules["speakers"] = nn.ParameterDict(
@@ -696,8 +709,9 @@ def create_tiny_small_bundle(root: str | Path, seed: int = 0, *, name: str = "ti
     torch.manual_seed(seed)
     modules = build_modules(config)
     with torch.no_grad():
-        for p in modules["emotion"].parameters():
-            p.normal_(0, 0.1)
+        for key in ("emotion", "loudness"):
+            for p in modules[key].parameters():
+                p.normal_(0, 0.1)
     write_small_bundle(root, modules, config, name=name, lexicon=lex, cfm_steps=4)
     lex.unlink()
     return root
@@ -713,10 +727,16 @@ def build_components(bundle: Any, device: torch.device | None) -> Any:
     from dubstudio.engine.pipeline import EngineComponents
     from dubstudio.engine.stylefit import MelSpeakerEncoder
     from dubstudio.engine.t2s.decoding import DecodeParams
-    from dubstudio.engine.t2s.emotion import EmotionMatrices
+    from dubstudio.engine.t2s.emotion import EmotionLoudness, EmotionMatrices
 
     device = device or torch.device("cpu")
     config = bundle.config
+    if not isinstance(config.get("emotion_loudness", False), bool):
+        raise ModelLoadError(
+            f"{bundle.root}: config 'emotion_loudness' is {config['emotion_loudness']!r}; it "
+            "must be true (set each line's level from its emotion, with loudness.safetensors) "
+            "or false."
+        )
     modules = build_modules(config)
     for key, module in modules.items():
         state = read_state_dict(bundle.path(f"{key}.safetensors"))
@@ -782,6 +802,14 @@ def build_components(bundle: Any, device: torch.device | None) -> Any:
             f"{bundle.root}: config 'timbre_match_scope' is {scope!r}; it must be 'line' (each "
             "render matched to the reference) or 'voice' (one gain per voice)."
         )
+    loudness = None
+    if "loudness" in modules:
+        head = modules["loudness"]
+        loudness = EmotionLoudness(
+            head["style_db"].detach(),  # type: ignore[index]
+            head["weight"].detach(),  # type: ignore[index]
+            float(head["bias"].detach()),  # type: ignore[index,operator]
+        )
     candidates = int(config.get("t2s_candidates", 1))
     if candidates < 1:
         raise ModelLoadError(
@@ -815,6 +843,7 @@ def build_components(bundle: Any, device: torch.device | None) -> Any:
         style_anchors=anchors,
         speaker_encoder=style,
         mel_speaker_encoder=MelSpeakerEncoder(style, mel_config()) if fit_steps > 0 else None,
+        emotion_loudness=loudness,
         t2s_candidates=candidates,
         code_ranker=phone_mismatch,
     )

@@ -2,7 +2,8 @@
 
 Public API: `T2SConfig`, `UnifiedVoice` (`speaker_latents`, `emotion_vector`, `merge_emovec`,
 `generate`, `decode`, `latents`, `forward_train`, `from_checkpoint`), `DecodeParams`,
-`DecodeResult`, `EmotionMatrices`, `emotion_vector_from_weights`, `webui_adjust`, `fit_target`.
+`DecodeResult`, `EmotionMatrices`, `EmotionLoudness`, `emotion_vector_from_weights`,
+`webui_adjust`, `fit_target`.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from dubstudio.engine.t2s.config import ConformerConfig, T2SConfig
 from dubstudio.engine.t2s.decoding import DecodeParams, DecodeResult
 from dubstudio.engine.t2s.emotion import (
     OFFICIAL_EMO_NUM,
+    EmotionLoudness,
     EmotionMatrices,
     emotion_vector_from_weights,
     webui_adjust,
@@ -22,6 +24,7 @@ __all__ = [
     "ConformerConfig",
     "DecodeParams",
     "DecodeResult",
+    "EmotionLoudness",
     "EmotionMatrices",
     "T2SConfig",
     "TrainOutput",

@@ -75,6 +75,15 @@ def webui_adjust(weights: Sequence[float]) -> list[float]:
     return biased
 
 
+def mix_weights(weights: Sequence[float], alpha: float = 1.0) -> list[float]:
+    """The weights `emotion_vector_from_weights` mixes the rows by: scaled by
+    clamp(alpha, 0, 1) and truncated to 4 decimals when alpha != 1 (official)."""
+    strength = min(max(float(alpha), 0.0), 1.0)
+    if strength == 1.0:
+        return [float(w) for w in weights]
+    return [int(float(w) * strength * 10000) / 10000 for w in weights]
+
+
 def emotion_vector_from_weights(
     weights: Sequence[float] | torch.Tensor,
     style: torch.Tensor,
@@ -109,9 +118,7 @@ def emotion_vector_from_weights(
         )
     if webui_bias:
         values = webui_adjust(values)
-    strength = min(max(float(alpha), 0.0), 1.0)
-    if strength != 1.0:
-        values = [int(w * strength * 10000) / 10000 for w in values]
+    values = mix_weights(values, alpha)
     picks = matrices.nearest_rows(style)
     blocks = torch.split(matrices.emo_matrix, list(matrices.emo_num), dim=0)
     base = base_emovec.reshape(-1)
@@ -119,3 +126,56 @@ def emotion_vector_from_weights(
     for w, block, idx in zip(values, blocks, picks, strict=True):
         mixed = mixed + w * block[idx].to(base)
     return mixed + (1.0 - sum(values)) * base
+
+
+@dataclass(frozen=True)
+class EmotionLoudness:
+    """How much louder or quieter than the voice's own reading an emotion is spoken, in dB.
+
+    The small model's semantic codes name a phone and a pitch level but no loudness, so its
+    decoder guesses a line's level from the pitch it is given (a high, quiet style comes out
+    loud). Both parts are fitted on the training corpus, each utterance's level against the
+    same voice reading the same sentence calmly:
+
+    * ``style_db``: each emotion's mean change, mixed by the eight slider weights exactly as
+      the emotion vector mixes the emotion-matrix rows (the voice's own share changes nothing);
+    * ``weight``, ``bias``: a linear read-out of an emotion vector, for an emotion clip, whose
+      change is the read-out of the merged vector less that of the voice's own (`of_clip`).
+
+    Attributes:
+        style_db: `(K,)` change per emotion class, `EMOTION_NAMES` order.
+        weight: `(D,)` read-out weights.
+        bias: dB added by the read-out.
+    """
+
+    style_db: torch.Tensor
+    weight: torch.Tensor
+    bias: float
+
+    def of_weights(self, weights: Sequence[float]) -> float:
+        """Change of a slider mix: ``sum_k w_k * style_db_k`` (the weights as mixed, see
+        `mix_weights`)."""
+        if len(weights) != self.style_db.numel():
+            raise ValidationError(
+                f"An emotion vector has {self.style_db.numel()} values, got {len(weights)}."
+            )
+        return float(
+            sum(w * float(d) for w, d in zip(weights, self.style_db.tolist(), strict=True))
+        )
+
+    def of_clip(self, merged: torch.Tensor, own: torch.Tensor) -> float:
+        """Change of an emotion clip's merged vector against the voice's own vector: the
+        read-outs' difference, kept within the styles' range (``style_db``'s least and
+        greatest), which is as far as the fit has seen."""
+        change = self.read(merged) - self.read(own)
+        return min(max(change, float(self.style_db.min())), float(self.style_db.max()))
+
+    def read(self, emovec: torch.Tensor) -> float:
+        """Linear read-out of a `(D,)` or `(1, D)` emotion vector, dB."""
+        vec = emovec.reshape(-1).float()
+        if vec.shape != self.weight.shape:
+            raise ValidationError(
+                f"Emotion vector of width {vec.numel()} for a loudness read-out of width "
+                f"{self.weight.numel()}."
+            )
+        return float(vec @ self.weight.to(vec)) + self.bias

@@ -13,9 +13,11 @@ from dubstudio.core.errors import ValidationError
 from dubstudio.engine.audio import (
     AudioFileError,
     MelConfig,
+    db_to_log_gain,
     kaldi_fbank,
     load_audio,
     match_spectral_mean,
+    mel_level_db,
     mel_spectrogram,
     resample,
 )
@@ -182,3 +184,20 @@ def test_envelope_match_applies_the_smooth_part_of_the_gain_only() -> None:
     assert float((gain - smooth - 0.4).abs().mean()) < 0.03
     full = (match_spectral_mean(gen[None], ref[None])[0] - gen).mean(1)
     assert torch.allclose(full, smooth + ripple + 0.4, atol=1e-4)
+
+
+def test_mel_level_follows_the_speech_level_and_ignores_silence() -> None:
+    """`mel_level_db` of real tones through the project's mel: halving the amplitude lowers it
+    by 6.02 dB, a second of silence on each side barely moves it, and adding `db_to_log_gain`
+    of a change to every band moves it by exactly that change."""
+    cfg = MelConfig.hifigan_universal()
+    loud = torch.from_numpy(_tone(22050, 1.0, 220.0))
+    mel = mel_spectrogram(loud, cfg)
+    level = mel_level_db(mel)
+    assert mel_level_db(mel_spectrogram(loud * 0.5, cfg)) == pytest.approx(level - 6.02, abs=0.02)
+    padded = torch.cat([torch.zeros(22050), loud, torch.zeros(22050)])
+    # (within a quarter dB: the frames at the tone's edges, half sound, half silence)
+    assert mel_level_db(mel_spectrogram(padded, cfg)) == pytest.approx(level, abs=0.25)
+    for change in (-6.5, 0.0, 3.25):
+        assert mel_level_db(mel + db_to_log_gain(change)) == pytest.approx(level + change, abs=1e-6)
+    assert mel_level_db(mel[:, :0]) == float("-inf")

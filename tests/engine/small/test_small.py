@@ -4,6 +4,7 @@ shapes, tiny small bundles through the real pipeline."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -132,6 +133,19 @@ def test_decoder_settings_come_from_the_bundle_config(tmp_path: Path) -> None:
             Synthesizer.from_bundle(load_bundle(root))
 
 
+def _record_vocoder_input(synth: Any) -> list[torch.Tensor]:
+    """Keep a copy of every mel ``synth`` hands its vocoder, in order (the list returned)."""
+    seen: list[torch.Tensor] = []
+    vocoder = synth.components.vocoder
+
+    def recording(mel: torch.Tensor) -> torch.Tensor:
+        seen.append(mel.detach().clone())
+        return vocoder(mel)
+
+    synth.components.vocoder = recording
+    return seen
+
+
 def test_voice_scope_timbre_match_adds_one_gain_per_voice_to_every_line(tmp_path: Path) -> None:
     """``timbre_match_scope`` "voice": the gain is measured once, on the voice's calibration
     render, and the same gain is added to every line's decoded mel, so lines keep their level
@@ -155,17 +169,13 @@ def test_voice_scope_timbre_match_adds_one_gain_per_voice_to_every_line(tmp_path
 
     def decoded_mels(scope: str, strength: float) -> tuple[Synthesizer, list[torch.Tensor]]:
         """The mel each of two lines hands the vocoder, with these settings."""
-        manifest["config"].update(timbre_match=strength, timbre_match_scope=scope)
+        # Without the emotion loudness, which would set each line's level on top.
+        manifest["config"].update(
+            timbre_match=strength, timbre_match_scope=scope, emotion_loudness=False
+        )
         (root / "bundle.json").write_text(json.dumps(manifest))
         synth = Synthesizer.from_bundle(load_bundle(root))
-        seen: list[torch.Tensor] = []
-        vocoder = synth.components.vocoder
-
-        def recording(mel: torch.Tensor) -> torch.Tensor:
-            seen.append(mel.detach().clone())
-            return vocoder(mel)
-
-        synth.components.vocoder = recording
+        seen = _record_vocoder_input(synth)
         for text in ("hello world", "a much longer line of speech"):
             request = SynthesisRequest(text=text, voice=voice, seed=4, sample_rate=16000)
             synth.synthesize(request)
@@ -193,6 +203,80 @@ def test_voice_scope_timbre_match_adds_one_gain_per_voice_to_every_line(tmp_path
     (root / "bundle.json").write_text(json.dumps(manifest))
     with pytest.raises(ModelLoadError, match="timbre_match_scope"):
         Synthesizer.from_bundle(load_bundle(root))
+
+
+def test_emotion_loudness_sets_each_lines_level_from_the_voice_and_its_emotion(
+    tmp_path: Path,
+) -> None:
+    """With ``emotion_loudness`` the mel each line hands the vocoder sits at the reference
+    clip's level plus its emotion's change: nothing for the voice's own emotion, the style's
+    change for a slider, the mix of changes for a slider mix (scaled by alpha), the bounded
+    read-out difference for an emotion clip. Levels are those of `mel_level_db`."""
+    import json
+
+    from dubstudio.core.errors import ModelLoadError
+    from dubstudio.engine.api import EmotionRequest, SynthesisRequest, VoiceRef
+    from dubstudio.engine.audio import mel_level_db
+    from dubstudio.engine.bundles import load_bundle
+    from dubstudio.engine.pipeline import Synthesizer
+    from dubstudio.engine.small import create_tiny_small_bundle, small_config
+    from dubstudio.engine.t2s.emotion import EmotionLoudness, mix_weights
+
+    assert small_config("tiny")["emotion_loudness"] is True
+    t = np.arange(22050) / 22050
+    sf.write(tmp_path / "v.wav", (0.3 * np.sin(2 * np.pi * 140 * t)).astype(np.float32), 22050)
+    sf.write(tmp_path / "e.wav", (0.1 * np.sin(2 * np.pi * 260 * t)).astype(np.float32), 22050)
+    voice, clip = VoiceRef(str(tmp_path / "v.wav")), VoiceRef(str(tmp_path / "e.wav"))
+    root = create_tiny_small_bundle(tmp_path / "b", seed=1)
+    synth = Synthesizer.from_bundle(load_bundle(root))
+    loaded = synth.components.emotion_loudness
+    assert isinstance(loaded, EmotionLoudness) and loaded.style_db.shape == (8,)
+    # Distinct changes per style (the tiny bundle's are random and small).
+    gen = torch.Generator().manual_seed(0)
+    style_db = torch.tensor([3.5, 6.0, -6.5, -2.5, 0.5, -4.5, 4.0, 0.0])
+    loudness = EmotionLoudness(style_db, torch.randn(loaded.weight.shape, generator=gen), 0.3)
+    synth.components.emotion_loudness = loudness
+    seen = _record_vocoder_input(synth)
+
+    def level(emotion: EmotionRequest, text: str = "hello world") -> float:
+        synth.synthesize(
+            SynthesisRequest(text=text, voice=voice, emotion=emotion, seed=4, sample_rate=16000)
+        )
+        return mel_level_db(seen[-1][0])
+
+    own = level(EmotionRequest())
+    state = synth._voice(voice)
+    # A line in the voice's own emotion comes out at the reference clip's level.
+    assert state.level_db == pytest.approx(mel_level_db(state.features.ref_mel[0]))
+    assert own == pytest.approx(state.level_db, abs=1e-3)
+    assert level(EmotionRequest(), "a much longer line of speech") == pytest.approx(own, abs=1e-3)
+    for k in (0, 2, 7):
+        slider = EmotionRequest(mode="vector", vector=tuple(float(i == k) for i in range(8)))
+        assert level(slider) == pytest.approx(own + float(style_db[k]), abs=1e-3)
+    mix = (0.5, 0.0, 0.25, 0.0, 0.0, 0.0, 0.0, 0.0)
+    expected = sum(w * d for w, d in zip(mix_weights(mix, 0.8), style_db.tolist(), strict=True))
+    assert expected == pytest.approx(0.8 * (0.5 * 3.5 - 0.25 * 6.5))
+    assert level(EmotionRequest(mode="vector", vector=mix, alpha=0.8)) == pytest.approx(
+        own + expected, abs=1e-3
+    )
+    # An emotion clip: the read-outs' difference, within the styles' range.
+    emotion = EmotionRequest(mode="audio", audio=clip, alpha=0.7)
+    merged = synth._emovec(SynthesisRequest(text="x", voice=voice, emotion=emotion), state)
+    change = loudness.read(merged) - loudness.read(state.base_emovec)
+    bounded = min(max(change, -6.5), 6.0)
+    assert loudness.of_clip(merged, state.base_emovec) == pytest.approx(bounded)
+    assert level(emotion) == pytest.approx(own + bounded, abs=1e-3)
+
+    manifest = json.loads((root / "bundle.json").read_text())
+    manifest["config"]["emotion_loudness"] = "yes"
+    (root / "bundle.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelLoadError, match="emotion_loudness"):
+        Synthesizer.from_bundle(load_bundle(root))
+    manifest["config"]["emotion_loudness"] = False  # off: no read-out, no level set
+    (root / "bundle.json").write_text(json.dumps(manifest))
+    plain = Synthesizer.from_bundle(load_bundle(root))
+    assert plain.components.emotion_loudness is None
+    assert plain._voice(voice).level_db is None
 
 
 def test_repel_style_moves_away_from_the_nearest_anchor_only() -> None:

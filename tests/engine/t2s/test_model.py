@@ -14,6 +14,7 @@ from dubstudio.core.errors import CheckpointMismatchError, ModelLoadError, Valid
 from dubstudio.engine import checkpoints
 from dubstudio.engine.t2s import (
     DecodeParams,
+    EmotionLoudness,
     EmotionMatrices,
     T2SConfig,
     UnifiedVoice,
@@ -267,3 +268,22 @@ def test_in_memory_state_is_copied_not_shared(model) -> None:
     with torch.no_grad():
         loaded.mel_head.bias.add_(1.0)
     assert not torch.equal(loaded.mel_head.bias, model.mel_head.bias)
+
+
+def test_emotion_loudness_mixes_style_changes_and_bounds_clip_reads() -> None:
+    loudness = EmotionLoudness(
+        style_db=torch.tensor([2.0, -4.0, 0, 0, 0, 0, 0, 0]),
+        weight=torch.tensor([1.0, 0.0, -0.5]),
+        bias=0.5,
+    )
+    assert loudness.of_weights([0.5, 0.25, 0, 0, 0, 0, 0, 0]) == pytest.approx(0.0)
+    assert loudness.of_weights([1.0, 0, 0, 0, 0, 0, 0, 0]) == pytest.approx(2.0)
+    assert loudness.read(torch.tensor([[3.0, 1.0, 2.0]])) == pytest.approx(2.5)
+    own = torch.tensor([0.5, 0.0, 0.0])
+    assert loudness.of_clip(torch.tensor([-1.0, 0.0, 0.0]), own) == pytest.approx(-1.5)
+    assert loudness.of_clip(torch.tensor([20.0, 0.0, 0.0]), own) == pytest.approx(2.0)  # at most
+    assert loudness.of_clip(torch.tensor([0.0, 0.0, 30.0]), own) == pytest.approx(-4.0)  # least
+    with pytest.raises(ValidationError, match="8 values"):
+        loudness.of_weights([1.0])
+    with pytest.raises(ValidationError, match="width"):
+        loudness.read(torch.zeros(4))
