@@ -277,7 +277,7 @@ def mel_level_db(mel: torch.Tensor, floor_db: float = 20.0) -> float:
     """Speech level of a natural-log magnitude mel (M, F) in dB: the mean frame power
     (the sum over bands of the squared magnitudes) over the frames within ``floor_db`` of the
     loudest, so pauses and silence around the speech do not count. Adding ``g`` to every band
-    of the log-mel raises it by ``20 g / ln 10`` dB (`db_to_log_gain` is the inverse)."""
+    of the log-mel raises it by ``20 g / ln 10`` dB, as does scaling the waveform by ``e ** g``."""
     if mel.shape[-1] == 0:
         return float("-inf")
     power = torch.exp(2.0 * mel.detach().reshape(mel.shape[-2], -1).double()).sum(dim=0)  # (F,)
@@ -285,9 +285,18 @@ def mel_level_db(mel: torch.Tensor, floor_db: float = 20.0) -> float:
     return float(10.0 * torch.log10(power[active].mean().clamp(min=1e-30)))
 
 
-def db_to_log_gain(db: float) -> float:
-    """A level change in dB as the gain to add to a natural-log magnitude mel."""
-    return db * math.log(10.0) / 20.0
+#: Highest sample magnitude `with_gain` lets a waveform reach.
+MAX_PEAK = 0.98
+
+
+def with_gain(wave: torch.Tensor, db: float, max_peak: float = MAX_PEAK) -> torch.Tensor:
+    """``wave`` scaled by ``db``; if that would put a sample above ``max_peak`` the whole
+    waveform is scaled to peak there instead (a line made quieter, never clipped)."""
+    factor = 10.0 ** (db / 20.0)
+    peak = float(wave.abs().max()) * factor if wave.numel() else 0.0
+    if peak > max_peak:
+        factor *= max_peak / peak
+    return wave * factor
 
 
 def match_spectral_mean(

@@ -47,11 +47,11 @@ from dubstudio.engine.api import (
     raise_if_stopped,
 )
 from dubstudio.engine.audio import (
-    db_to_log_gain,
     match_spectral_mean,
     mel_level_db,
     resample,
     spectral_mean_gain,
+    with_gain,
 )
 from dubstudio.engine.bundles import KIND_OFFICIAL, KIND_SMALL, ModelBundle, load_bundle
 from dubstudio.engine.device import autocast_context, cpu_bf16_autocast, select_device
@@ -123,8 +123,10 @@ class EngineComponents:
         mel_speaker_encoder: The same embedding from a decoded log-mel (1, M, F), differentiable
             (`stylefit.MelSpeakerEncoder`), or None.
         emotion_loudness: Each emotion's level change against the voice's own reading
-            (`t2s.emotion.EmotionLoudness`), or None. With it each line's decoded mel is set to
-            the reference clip's level plus this change (`audio.mel_level_db`).
+            (`t2s.emotion.EmotionLoudness`), or None. With it each line is set to the
+            reference clip's level plus this change: the gain that takes its decoded mel there
+            (`audio.mel_level_db`) is applied to the vocoder's output (`audio.with_gain`), so
+            the vocoder is never driven past the levels it was trained on.
         t2s_candidates: T2S samples decoded per segment (in the same batch); the one that
             ``code_ranker`` scores lowest is kept (the earliest on a tie). 1 = plain sampling.
         code_ranker: ``(codes (T_tok,), text_ids (L,)) -> score``, lower is better (the small
@@ -922,14 +924,17 @@ class Synthesizer:
             mel = match_spectral_mean(
                 mel, voice.features.ref_mel, c.timbre_match, envelope=c.timbre_match_envelope
             )
+        gain_db = 0.0  # the line's level set by the emotion loudness, after the vocoder
         if voice.level_db is not None:
-            mel = mel + db_to_log_gain(voice.level_db + level_change - mel_level_db(mel[0]))
+            gain_db = voice.level_db + level_change - mel_level_db(mel[0])
         timings["s2m"] = time.perf_counter() - t0
         raise_if_stopped(should_stop, "vocoder")
 
         # ---- Vocoder and the sample budget.
         t0 = time.perf_counter()
         wave = c.vocoder(mel.float()).reshape(-1).float().cpu()  # (N_voc,)
+        if gain_db != 0.0:
+            wave = with_gain(wave, gain_db)
         timings["vocoder"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         speech = self._fit_to_rate(wave, plan.speech_samples, request.sample_rate)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from dubstudio.core.model import EMOTION_NAMES
-from dubstudio.engine.audio import db_to_log_gain, mel_level_db
+from dubstudio.engine.audio import mel_level_db
 from dubstudio.engine.small import build_modules, small_config
 from dubstudio.training.corpus import Utterance
 from dubstudio.training.features import Item
@@ -32,7 +32,7 @@ def _items() -> list[Item]:
                     uid=f"{voice}-{n}-{style}", voice=voice, style=style, text=text,
                     split="test" if text == "three" else "train", wav="", duration=1.4, phones=[],
                 )  # fmt: skip
-                mel = base + shade + db_to_log_gain(CHANGES[style])
+                mel = base + shade + CHANGES[style] * math.log(10.0) / 20.0
                 items.append(
                     Item(utt, mel.half(), torch.zeros(120, dtype=torch.long),
                          torch.zeros(70, dtype=torch.long), torch.zeros(256))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -13,13 +14,13 @@ from dubstudio.core.errors import ValidationError
 from dubstudio.engine.audio import (
     AudioFileError,
     MelConfig,
-    db_to_log_gain,
     kaldi_fbank,
     load_audio,
     match_spectral_mean,
     mel_level_db,
     mel_spectrogram,
     resample,
+    with_gain,
 )
 
 
@@ -188,8 +189,8 @@ def test_envelope_match_applies_the_smooth_part_of_the_gain_only() -> None:
 
 def test_mel_level_follows_the_speech_level_and_ignores_silence() -> None:
     """`mel_level_db` of real tones through the project's mel: halving the amplitude lowers it
-    by 6.02 dB, a second of silence on each side barely moves it, and adding `db_to_log_gain`
-    of a change to every band moves it by exactly that change."""
+    by 6.02 dB, a second of silence on each side barely moves it, and adding a log gain to
+    every band moves it by that gain in dB."""
     cfg = MelConfig.hifigan_universal()
     loud = torch.from_numpy(_tone(22050, 1.0, 220.0))
     mel = mel_spectrogram(loud, cfg)
@@ -199,5 +200,20 @@ def test_mel_level_follows_the_speech_level_and_ignores_silence() -> None:
     # (within a quarter dB: the frames at the tone's edges, half sound, half silence)
     assert mel_level_db(mel_spectrogram(padded, cfg)) == pytest.approx(level, abs=0.25)
     for change in (-6.5, 0.0, 3.25):
-        assert mel_level_db(mel + db_to_log_gain(change)) == pytest.approx(level + change, abs=1e-6)
+        shifted = mel + change * math.log(10.0) / 20.0
+        assert mel_level_db(shifted) == pytest.approx(level + change, abs=1e-6)
     assert mel_level_db(mel[:, :0]) == float("-inf")
+
+
+def test_gain_scales_a_waveform_without_clipping_it() -> None:
+    cfg = MelConfig.hifigan_universal()
+    wave = torch.from_numpy(_tone(22050, 0.5, 220.0)) * 0.4  # peak 0.2
+    quieter = with_gain(wave, -6.0)
+    assert torch.allclose(quieter, wave * 10 ** (-6 / 20))
+    level = mel_level_db(mel_spectrogram(wave, cfg))
+    assert mel_level_db(mel_spectrogram(quieter, cfg)) == pytest.approx(level - 6.0, abs=1e-3)
+    assert torch.allclose(with_gain(wave, 6.0), wave * 10 ** (6 / 20))  # peak 0.4: as asked
+    limited = with_gain(wave, 20.0)  # peak 2.0 asked: the whole wave scaled to peak 0.98
+    assert float(limited.abs().max()) == pytest.approx(0.98, abs=1e-6)
+    assert torch.allclose(limited / limited.abs().max(), wave / wave.abs().max())
+    assert with_gain(wave[:0], 6.0).numel() == 0

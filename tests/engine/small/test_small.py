@@ -3,6 +3,7 @@ shapes, tiny small bundles through the real pipeline."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -133,14 +134,16 @@ def test_decoder_settings_come_from_the_bundle_config(tmp_path: Path) -> None:
             Synthesizer.from_bundle(load_bundle(root))
 
 
-def _record_vocoder_input(synth: Any) -> list[torch.Tensor]:
-    """Keep a copy of every mel ``synth`` hands its vocoder, in order (the list returned)."""
-    seen: list[torch.Tensor] = []
+def _record_vocoder(synth: Any) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Keep a copy of every mel ``synth`` hands its vocoder and of the waveform it gets back,
+    in order (the list returned)."""
+    seen: list[tuple[torch.Tensor, torch.Tensor]] = []
     vocoder = synth.components.vocoder
 
     def recording(mel: torch.Tensor) -> torch.Tensor:
-        seen.append(mel.detach().clone())
-        return vocoder(mel)
+        wave = vocoder(mel)
+        seen.append((mel.detach().clone(), wave.detach().reshape(-1).clone()))
+        return wave
 
     synth.components.vocoder = recording
     return seen
@@ -175,11 +178,11 @@ def test_voice_scope_timbre_match_adds_one_gain_per_voice_to_every_line(tmp_path
         )
         (root / "bundle.json").write_text(json.dumps(manifest))
         synth = Synthesizer.from_bundle(load_bundle(root))
-        seen = _record_vocoder_input(synth)
+        seen = _record_vocoder(synth)
         for text in ("hello world", "a much longer line of speech"):
             request = SynthesisRequest(text=text, voice=voice, seed=4, sample_rate=16000)
             synth.synthesize(request)
-        return synth, seen
+        return synth, [mel for mel, _ in seen]
 
     _, raw = decoded_mels("line", 0.0)
     synth, per_voice = decoded_mels("voice", 1.0)
@@ -208,10 +211,11 @@ def test_voice_scope_timbre_match_adds_one_gain_per_voice_to_every_line(tmp_path
 def test_emotion_loudness_sets_each_lines_level_from_the_voice_and_its_emotion(
     tmp_path: Path,
 ) -> None:
-    """With ``emotion_loudness`` the mel each line hands the vocoder sits at the reference
-    clip's level plus its emotion's change: nothing for the voice's own emotion, the style's
-    change for a slider, the mix of changes for a slider mix (scaled by alpha), the bounded
-    read-out difference for an emotion clip. Levels are those of `mel_level_db`."""
+    """With ``emotion_loudness`` each line comes out at the reference clip's level plus its
+    emotion's change: nothing for the voice's own emotion, the style's change for a slider,
+    the mix of changes for a slider mix (scaled by alpha), the bounded read-out difference for
+    an emotion clip. Levels are those of `mel_level_db`; the gain that takes the decoded mel
+    there is applied to the vocoder's output, which is what the line's audio is."""
     import json
 
     from dubstudio.core.errors import ModelLoadError
@@ -236,13 +240,18 @@ def test_emotion_loudness_sets_each_lines_level_from_the_voice_and_its_emotion(
     style_db = torch.tensor([3.5, 6.0, -6.5, -2.5, 0.5, -4.5, 4.0, 0.0])
     loudness = EmotionLoudness(style_db, torch.randn(loaded.weight.shape, generator=gen), 0.3)
     synth.components.emotion_loudness = loudness
-    seen = _record_vocoder_input(synth)
+    seen = _record_vocoder(synth)
 
     def level(emotion: EmotionRequest, text: str = "hello world") -> float:
-        synth.synthesize(
-            SynthesisRequest(text=text, voice=voice, emotion=emotion, seed=4, sample_rate=16000)
-        )
-        return mel_level_db(seen[-1][0])
+        """The line's level: its decoded mel's plus the gain its audio got after the vocoder."""
+        audio = synth.synthesize(
+            SynthesisRequest(text=text, voice=voice, emotion=emotion, seed=4, sample_rate=22050)
+        ).audio
+        mel, wave = seen[-1]
+        assert audio.shape == wave.shape  # natural length at the vocoder's rate
+        factor = float(torch.from_numpy(audio) @ wave / (wave @ wave))
+        assert np.allclose(audio, factor * wave.numpy(), atol=1e-6)  # a gain, nothing else
+        return mel_level_db(mel[0]) + 20 * math.log10(factor)
 
     own = level(EmotionRequest())
     state = synth._voice(voice)
@@ -266,6 +275,20 @@ def test_emotion_loudness_sets_each_lines_level_from_the_voice_and_its_emotion(
     bounded = min(max(change, -6.5), 6.0)
     assert loudness.of_clip(merged, state.base_emovec) == pytest.approx(bounded)
     assert level(emotion) == pytest.approx(own + bounded, abs=1e-3)
+
+    # A change that would push the line past full scale lowers the whole line instead.
+    synth.components.emotion_loudness = EmotionLoudness(
+        torch.full((8,), 60.0), loudness.weight, 0.0
+    )
+    loud = synth.synthesize(
+        SynthesisRequest(
+            text="hello world", voice=voice, seed=4, sample_rate=22050,
+            emotion=EmotionRequest(mode="vector", vector=(1.0,) + (0.0,) * 7),
+        )
+    ).audio  # fmt: skip
+    wave = seen[-1][1]
+    assert float(np.abs(loud).max()) == pytest.approx(0.98, abs=1e-5)
+    assert np.allclose(loud, wave.numpy() * (0.98 / float(wave.abs().max())), atol=1e-6)
 
     manifest = json.loads((root / "bundle.json").read_text())
     manifest["config"]["emotion_loudness"] = "yes"
