@@ -98,6 +98,15 @@ class MelSpec:
         """Mel frames per second as an exact fraction (22050/256 for IndexTTS-2)."""
         return Fraction(self.sample_rate, self.hop_length)
 
+    def config(self) -> Any:
+        """The same convention as an `audio.MelConfig`, for `audio.mel_spectrogram`."""
+        from dubstudio.engine.audio import MelConfig
+
+        return MelConfig(
+            self.sample_rate, self.n_fft, self.hop_length, self.win_length, self.n_mels,
+            self.fmin, self.fmax,
+        )  # fmt: skip
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form."""
         return {
@@ -717,21 +726,12 @@ class _TinyReferenceEncoder:
     def encode(self, audio: Any, sample_rate: int) -> Any:
         import torch
 
-        from dubstudio.engine.audio import MelConfig, mel_spectrogram, resample
+        from dubstudio.engine.audio import mel_spectrogram, resample
         from dubstudio.engine.reference import ReferenceFeatures
 
         with torch.inference_mode():
             wav = resample(torch.from_numpy(audio).float(), sample_rate, self.mel.sample_rate)
-            cfg = MelConfig(
-                self.mel.sample_rate,
-                self.mel.n_fft,
-                self.mel.hop_length,
-                self.mel.win_length,
-                self.mel.n_mels,
-                self.mel.fmin,
-                self.mel.fmax,
-            )
-            ref_mel = mel_spectrogram(wav[None].to(self.device), cfg)  # (1, M, F_ref)
+            ref_mel = mel_spectrogram(wav[None].to(self.device), self.mel.config())  # (1, M, F_ref)
             frames = ref_mel.transpose(1, 2)  # (1, M, F) -> (1, F, M)
             n_tok = max(1, round(frames.shape[1] * self.token_rate / self.mel.frame_rate))
             at_tokens = torch.nn.functional.interpolate(

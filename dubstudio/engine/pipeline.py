@@ -49,6 +49,7 @@ from dubstudio.engine.api import (
 from dubstudio.engine.audio import (
     match_spectral_mean,
     mel_level_db,
+    mel_spectrogram,
     resample,
     spectral_mean_gain,
     with_gain,
@@ -124,9 +125,9 @@ class EngineComponents:
             (`stylefit.MelSpeakerEncoder`), or None.
         emotion_loudness: Each emotion's level change against the voice's own reading
             (`t2s.emotion.EmotionLoudness`), or None. With it each line is set to the
-            reference clip's level plus this change: the gain that takes its decoded mel there
-            (`audio.mel_level_db`) is applied to the vocoder's output (`audio.with_gain`), so
-            the vocoder is never driven past the levels it was trained on.
+            reference clip's level plus this change, both measured the same way on the
+            waveform (`audio.mel_level_db` of its mel), by a gain on the vocoder's output
+            (`audio.with_gain`), so the vocoder is never driven past the levels it learnt.
         t2s_candidates: T2S samples decoded per segment (in the same batch); the one that
             ``code_ranker`` scores lowest is kept (the earliest on a tie). 1 = plain sampling.
         code_ranker: ``(codes (T_tok,), text_ids (L,)) -> score``, lower is better (the small
@@ -924,17 +925,16 @@ class Synthesizer:
             mel = match_spectral_mean(
                 mel, voice.features.ref_mel, c.timbre_match, envelope=c.timbre_match_envelope
             )
-        gain_db = 0.0  # the line's level set by the emotion loudness, after the vocoder
-        if voice.level_db is not None:
-            gain_db = voice.level_db + level_change - mel_level_db(mel[0])
         timings["s2m"] = time.perf_counter() - t0
         raise_if_stopped(should_stop, "vocoder")
 
         # ---- Vocoder and the sample budget.
         t0 = time.perf_counter()
         wave = c.vocoder(mel.float()).reshape(-1).float().cpu()  # (N_voc,)
-        if gain_db != 0.0:
-            wave = with_gain(wave, gain_db)
+        if voice.level_db is not None and wave.numel() > self.bundle.mel.n_fft:
+            # The line's level, measured as the clip's was, set by the emotion loudness.
+            rendered = mel_level_db(mel_spectrogram(wave, self.bundle.mel.config()))
+            wave = with_gain(wave, voice.level_db + level_change - rendered)
         timings["vocoder"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         speech = self._fit_to_rate(wave, plan.speech_samples, request.sample_rate)

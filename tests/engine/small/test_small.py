@@ -3,7 +3,6 @@ shapes, tiny small bundles through the real pipeline."""
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
@@ -214,16 +213,16 @@ def test_emotion_loudness_sets_each_lines_level_from_the_voice_and_its_emotion(
     """With ``emotion_loudness`` each line comes out at the reference clip's level plus its
     emotion's change: nothing for the voice's own emotion, the style's change for a slider,
     the mix of changes for a slider mix (scaled by alpha), the bounded read-out difference for
-    an emotion clip. Levels are those of `mel_level_db`; the gain that takes the decoded mel
-    there is applied to the vocoder's output, which is what the line's audio is."""
+    an emotion clip. Levels are `mel_level_db` of the audio's mel, as for the clip; the level
+    is set by one gain on the vocoder's output."""
     import json
 
     from dubstudio.core.errors import ModelLoadError
     from dubstudio.engine.api import EmotionRequest, SynthesisRequest, VoiceRef
-    from dubstudio.engine.audio import mel_level_db
+    from dubstudio.engine.audio import mel_level_db, mel_spectrogram
     from dubstudio.engine.bundles import load_bundle
     from dubstudio.engine.pipeline import Synthesizer
-    from dubstudio.engine.small import create_tiny_small_bundle, small_config
+    from dubstudio.engine.small import create_tiny_small_bundle, mel_config, small_config
     from dubstudio.engine.t2s.emotion import EmotionLoudness, mix_weights
 
     assert small_config("tiny")["emotion_loudness"] is True
@@ -243,15 +242,15 @@ def test_emotion_loudness_sets_each_lines_level_from_the_voice_and_its_emotion(
     seen = _record_vocoder(synth)
 
     def level(emotion: EmotionRequest, text: str = "hello world") -> float:
-        """The line's level: its decoded mel's plus the gain its audio got after the vocoder."""
+        """The line's level, measured on its audio as the clip's is on the clip."""
         audio = synth.synthesize(
             SynthesisRequest(text=text, voice=voice, emotion=emotion, seed=4, sample_rate=22050)
         ).audio
-        mel, wave = seen[-1]
+        wave = seen[-1][1]
         assert audio.shape == wave.shape  # natural length at the vocoder's rate
         factor = float(torch.from_numpy(audio) @ wave / (wave @ wave))
         assert np.allclose(audio, factor * wave.numpy(), atol=1e-6)  # a gain, nothing else
-        return mel_level_db(mel[0]) + 20 * math.log10(factor)
+        return mel_level_db(mel_spectrogram(torch.from_numpy(audio), mel_config()))
 
     own = level(EmotionRequest())
     state = synth._voice(voice)
