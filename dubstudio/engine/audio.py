@@ -287,16 +287,72 @@ def mel_level_db(mel: torch.Tensor, floor_db: float = 20.0) -> float:
 
 #: Highest sample magnitude `with_gain` lets a waveform reach.
 MAX_PEAK = 0.98
+#: Most gain reduction (dB) `with_gain` leaves to `limit_peaks`; past it the whole line is
+#: scaled down as well.
+MAX_LIMIT_DB = 6.0
 
 
-def with_gain(wave: torch.Tensor, db: float, max_peak: float = MAX_PEAK) -> torch.Tensor:
-    """``wave`` scaled by ``db``; if that would put a sample above ``max_peak`` the whole
-    waveform is scaled to peak there instead (a line made quieter, never clipped)."""
+def limit_peaks(
+    wave: torch.Tensor,
+    ceiling: float,
+    sample_rate: int,
+    *,
+    attack_ms: float = 5.0,
+    release_ms: float = 60.0,
+) -> torch.Tensor:
+    """A look-ahead peak limiter: ``wave`` (N,) times a smooth gain that keeps every sample at
+    or below ``ceiling``, and is 1 away from the peaks.
+
+    The gain each sample needs (``ceiling / |x|``, at most 1) is taken as the minimum over the
+    next ``attack_ms``, held by a release that recovers exponentially (time constant
+    ``release_ms``; computed in closed form as a running maximum), then averaged over the
+    attack window. The average ends at each peak over gains no higher than that peak needs, so
+    the gain has ramped down smoothly before it and the ceiling holds; nothing is clipped or
+    bent, so no harmonics are added.
+    """
+    if wave.numel() == 0:
+        return wave
+    x = wave.reshape(-1).double()
+    n = x.numel()
+    need = (ceiling / x.abs().clamp(min=1e-12)).clamp(max=1.0)  # (N,)
+    look = max(1, round(attack_ms * 1e-3 * sample_rate))
+    # Minimum of the needed gain over [n, n + look): a sliding minimum on the padded signal.
+    padded = F.pad(need[None, None], (0, look - 1), value=1.0)
+    ahead = -F.max_pool1d(-padded, look, stride=1)[0, 0]  # (N,)
+    # Release: reduction d[n] = max_k (1 - ahead[k]) * exp(-(n - k) / tau), in the log domain.
+    tau = max(1e-3, release_ms * 1e-3 * sample_rate)
+    idx = torch.arange(n, dtype=torch.float64)
+    reduction = (1.0 - ahead).clamp(min=0.0)
+    log_red = torch.where(reduction > 0, reduction.clamp(min=1e-300).log(), -math.inf)
+    held = torch.cummax(log_red + idx / tau, dim=0).values - idx / tau
+    gain = 1.0 - held.exp()
+    # Trailing mean over the attack window.
+    csum = F.pad(torch.cumsum(gain, 0), (1, 0))
+    lo = (torch.arange(n) - look + 1).clamp(min=0)
+    smooth = (csum[1:] - csum[lo]) / (torch.arange(n) + 1 - lo).double()
+    out = (x * torch.minimum(smooth, need)).to(wave.dtype)
+    return out.reshape(wave.shape)
+
+
+def with_gain(
+    wave: torch.Tensor,
+    db: float,
+    sample_rate: int,
+    max_peak: float = MAX_PEAK,
+    max_limit_db: float = MAX_LIMIT_DB,
+) -> torch.Tensor:
+    """``wave`` scaled by ``db``, never clipped: peaks that would pass ``max_peak`` by up to
+    ``max_limit_db`` are brought down by `limit_peaks` (the line keeps its level); past that,
+    the whole waveform is first scaled so that its peak is ``max_limit_db`` over."""
     factor = 10.0 ** (db / 20.0)
     peak = float(wave.abs().max()) * factor if wave.numel() else 0.0
+    allowed = max_peak * 10.0 ** (max_limit_db / 20.0)
+    if peak > allowed:
+        factor *= allowed / peak
+    out = wave * factor
     if peak > max_peak:
-        factor *= max_peak / peak
-    return wave * factor
+        out = limit_peaks(out, max_peak, sample_rate)
+    return out
 
 
 def match_spectral_mean(

@@ -127,7 +127,9 @@ class EngineComponents:
             (`t2s.emotion.EmotionLoudness`), or None. With it each line is set to the
             reference clip's level plus this change, both measured the same way on the
             waveform (`audio.mel_level_db` of its mel), by a gain on the vocoder's output
-            (`audio.with_gain`), so the vocoder is never driven past the levels it learnt.
+            (`audio.with_gain`), so the vocoder is never driven past the levels it learnt;
+            peaks the gain would put past full scale go through a look-ahead limiter
+            (`audio.limit_peaks`), so a loud emotion keeps its level.
         t2s_candidates: T2S samples decoded per segment (in the same batch); the one that
             ``code_ranker`` scores lowest is kept (the earliest on a tie). 1 = plain sampling.
         code_ranker: ``(codes (T_tok,), text_ids (L,)) -> score``, lower is better (the small
@@ -934,7 +936,9 @@ class Synthesizer:
         if voice.level_db is not None and wave.numel() > self.bundle.mel.n_fft:
             # The line's level, measured as the clip's was, set by the emotion loudness.
             rendered = mel_level_db(mel_spectrogram(wave, self.bundle.mel.config()))
-            wave = with_gain(wave, voice.level_db + level_change - rendered)
+            wave = with_gain(
+                wave, voice.level_db + level_change - rendered, self.bundle.mel.sample_rate
+            )
         timings["vocoder"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         speech = self._fit_to_rate(wave, plan.speech_samples, request.sample_rate)

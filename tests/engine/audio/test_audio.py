@@ -15,6 +15,7 @@ from dubstudio.engine.audio import (
     AudioFileError,
     MelConfig,
     kaldi_fbank,
+    limit_peaks,
     load_audio,
     match_spectral_mean,
     mel_level_db,
@@ -208,12 +209,59 @@ def test_mel_level_follows_the_speech_level_and_ignores_silence() -> None:
 def test_gain_scales_a_waveform_without_clipping_it() -> None:
     cfg = MelConfig.hifigan_universal()
     wave = torch.from_numpy(_tone(22050, 0.5, 220.0)) * 0.4  # peak 0.2
-    quieter = with_gain(wave, -6.0)
+    quieter = with_gain(wave, -6.0, 22050)
     assert torch.allclose(quieter, wave * 10 ** (-6 / 20))
     level = mel_level_db(mel_spectrogram(wave, cfg))
     assert mel_level_db(mel_spectrogram(quieter, cfg)) == pytest.approx(level - 6.0, abs=1e-3)
-    assert torch.allclose(with_gain(wave, 6.0), wave * 10 ** (6 / 20))  # peak 0.4: as asked
-    limited = with_gain(wave, 20.0)  # peak 2.0 asked: the whole wave scaled to peak 0.98
-    assert float(limited.abs().max()) == pytest.approx(0.98, abs=1e-6)
-    assert torch.allclose(limited / limited.abs().max(), wave / wave.abs().max())
-    assert with_gain(wave[:0], 6.0).numel() == 0
+    assert torch.allclose(with_gain(wave, 6.0, 22050), wave * 10 ** (6 / 20))  # peak 0.4: as asked
+    # Peak 2.0 asked, more than MAX_LIMIT_DB over: the line is first scaled to peak 2 x 0.98,
+    # and the limiter takes it the rest of the way.
+    limited = with_gain(wave, 20.0, 22050)
+    assert 0.97 < float(limited.abs().max()) <= 0.98 + 1e-6
+    gain = limited[wave.abs() > 0.1] / wave[wave.abs() > 0.1]
+    assert float(gain.max()) <= 2 * 0.98 / 0.2 * (1 + 1e-6)
+    assert with_gain(wave[:0], 6.0, 22050).numel() == 0
+
+
+def _speech_like(rate: int = 22050) -> torch.Tensor:
+    """2 s of a 150 Hz buzz with a syllable-rate envelope and three louder accents."""
+    t = np.arange(2 * rate) / rate
+    buzz = sum(np.sin(2 * np.pi * 150 * k * t) / k for k in range(1, 6))
+    env = 0.5 + 0.5 * np.sin(2 * np.pi * 4 * t) ** 2
+    for c in (0.4, 1.0, 1.6):
+        env = env * (1 + 1.2 * np.exp(-(((t - c) / 0.03) ** 2)))
+    wave = buzz * env
+    return torch.from_numpy((0.5 * wave / np.abs(wave).max()).astype(np.float32))  # peak 0.5
+
+
+def test_the_limiter_holds_the_ceiling_and_leaves_the_rest_alone() -> None:
+    rate = 22050
+    wave = _speech_like(rate)
+    loud = wave * 10 ** (9 / 20)  # accents up to 1.41, the rest mostly under 0.98
+    out = limit_peaks(loud, 0.98, rate)
+    assert float(out.abs().max()) <= 0.98 + 1e-6
+    gain = (out / loud.where(loud.abs() > 1e-4, torch.ones(()))).numpy()
+    gain[loud.abs().numpy() <= 1e-4] = np.nan
+    assert np.nanmin(gain) < 0.75  # the accents were brought down...
+    # ...by a gain that never moves faster than the attack allows (5 ms from 1 to ~0.7)...
+    step = np.abs(np.diff(gain))
+    assert float(np.nanmax(step)) < 0.01
+    # ...and is back to 1 between them (0.8-0.95 s: the release's 60 ms time constant five
+    # times over after the first accent, before the next one's 5 ms look-ahead).
+    quiet = slice(int(0.8 * rate), int(0.95 * rate))
+    assert torch.allclose(out[quiet], loud[quiet], atol=2e-3)
+    # The line keeps its level (the old whole-line scaling lost the 3.2 dB of the accents).
+    cfg = MelConfig.hifigan_universal()
+    asked = mel_level_db(mel_spectrogram(loud, cfg))
+    assert mel_level_db(mel_spectrogram(out, cfg)) > asked - 1.5
+    # No bending: a limited pure tone stays a pure tone, where clipping adds harmonics.
+    tone = torch.from_numpy(_tone(rate, 0.5, 200.0)) * 3.0  # peak 1.5
+    spec = np.abs(np.fft.rfft(limit_peaks(tone, 0.98, rate).numpy()[2205:]))
+    clip = np.abs(np.fft.rfft(tone.clamp(-0.98, 0.98).numpy()[2205:]))
+    bins = (np.arange(1, 6) * 200 * len(spec) * 2 / rate).round().astype(int)
+
+    def harmonics(s: np.ndarray) -> float:
+        return float(np.sqrt((s[bins[1:]] ** 2).sum()) / s[bins[0]])
+
+    assert harmonics(spec) < 0.01 < 0.1 < harmonics(clip)
+    assert limit_peaks(tone[:0], 0.98, rate).numel() == 0
