@@ -258,9 +258,9 @@ def small_config(size: str = "default") -> dict[str, Any]:
         # speakers.safetensors, their names in ``style_anchors`` (set by the export).
         "style_repel": 1.0,
         "style_anchors": [],
-        # The codes carry pitch but no loudness: each line's level is set to the voice's
-        # calibration render's plus its emotion's change against the voice's own reading, as
-        # measured in the corpus at export (loudness.safetensors; `t2s.emotion.EmotionLoudness`).
+        # The codes carry pitch but no loudness: each line's level is set to the reference
+        # clip's plus its emotion's change against the voice's own reading, as measured in the
+        # corpus at export (loudness.safetensors; `t2s.emotion.EmotionLoudness`).
         "emotion_loudness": True,
         # The first render with a voice fits its style vector to the clip (`stylefit`): this
         # many gradient steps through the decoder, keeping this share of the move (MODEL_CARD.md).
