@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from dubstudio.core.model import EMOTION_NAMES
+from dubstudio.engine.analysis import pitch_track
 from dubstudio.engine.small import N_PHONES, collapse_repeats, edit_distance
 from dubstudio.training.corpus import STYLES, read_metadata, training_voices
 
@@ -90,37 +91,12 @@ class Recognizer:
         return hyp.hypstr if hyp is not None else ""
 
 
-def f0_track(audio: np.ndarray, rate: int, lo: float = 60.0, hi: float = 500.0) -> np.ndarray:
-    """F0 per 10 ms hop (Hz, 0 = unvoiced) by normalised autocorrelation over 40 ms frames.
-
-    The first lag reaching 90 % of the best peak is taken, which avoids octave-down errors on
-    strongly periodic signals.
-    """
-    hop, win = rate // 100, int(0.04 * rate)
-    lag_lo, lag_hi = int(rate / hi), int(rate / lo)
-    out = []
-    for start in range(0, len(audio) - win - lag_hi, hop):
-        x = audio[start : start + win + lag_hi].astype(np.float64)
-        a = x[:win] - x[:win].mean()
-        energy = float(a @ a)
-        if energy < 1e-6:
-            out.append(0.0)
-            continue
-        r = (
-            np.array([a @ (x[k : k + win] - x[k : k + win].mean()) for k in range(lag_lo, lag_hi)])
-            / energy
-        )
-        best = float(r.max())
-        if best < 0.5:
-            out.append(0.0)
-            continue
-        k = int(np.argmax(r >= 0.9 * best))
-        out.append(rate / (lag_lo + k))
-    return np.array(out)
-
-
 def prosody(audio: np.ndarray, rate: int) -> tuple[float, float, float]:
-    """(F0 median Hz, F0 range p90-p10 Hz, RMS energy dB) over voiced, non-silent frames."""
+    """(F0 median Hz, F0 range p90-p10 Hz, RMS energy dB) over voiced, non-silent frames.
+
+    F0 comes from the YIN tracker the semantic codes are made with
+    (`dubstudio.engine.analysis.pitch_track`, 10 ms hop at 16 kHz).
+    """
     if rate > 16000:
         audio = _resample16(audio, rate)
         rate = 16000
@@ -130,7 +106,7 @@ def prosody(audio: np.ndarray, rate: int) -> tuple[float, float, float]:
     rms = frames.pow(2).mean(1).sqrt()
     active = rms > rms.max() * 0.1
     energy = float(20 * torch.log10(rms[active].mean().clamp(min=1e-8)))
-    f0 = f0_track(audio, rate)
+    f0 = pitch_track(audio, rate, hop).numpy()
     f0 = f0[f0 > 0]
     if f0.size < 3:
         return float("nan"), float("nan"), energy
