@@ -7,10 +7,13 @@ alternating ``--rounds`` times, with the ratios: ``--compare schedule`` (default
 schedule as shipped beside ``--compare-steps`` uniform Euler steps; ``--compare precision`` as
 shipped (bf16 S2M and vocoder where the CPU computes bf16 natively) beside float32 S2M with
 the ONNX Runtime vocoder; ``--compare candidates`` its T2S candidates per segment as shipped
-beside one plain sample.
+beside one plain sample; ``--compare guidance`` lines in an emotion (``--emotion``, happy
+unless given) with the bundle's emotion guidance as shipped beside none. Lines read in the
+voice's own emotion unless ``--emotion`` names one.
 
     python benchmarks/bench_pipeline.py [--model default] [--lines 3] [--seconds 3] [--steps N]
-        [--compare schedule|precision|candidates] [--compare-steps 10] [--rounds 2] [--threads 2]
+        [--compare schedule|precision|candidates|guidance] [--emotion NAME]
+        [--compare-steps 10] [--rounds 2] [--threads 2]
 """
 
 from __future__ import annotations
@@ -30,7 +33,8 @@ import soundfile as sf
 import torch
 
 from dubstudio.core.errors import DubStudioError
-from dubstudio.engine.api import SynthesisRequest, VoiceRef
+from dubstudio.core.model import EMOTION_NAMES
+from dubstudio.engine.api import EmotionRequest, SynthesisRequest, VoiceRef
 from dubstudio.engine.bundles import create_tiny_bundle, load_bundle
 from dubstudio.engine.pipeline import Synthesizer
 
@@ -54,11 +58,24 @@ def make_voice(folder: Path) -> Path:
     return path
 
 
+def emotion_request(name: str | None) -> EmotionRequest:
+    """The emotion ``name`` at weight 1, or the voice's own (None)."""
+    if name is None:
+        return EmotionRequest()
+    return EmotionRequest(mode="vector", vector=tuple(float(n == name) for n in EMOTION_NAMES))
+
+
 def bench(
-    label: str, syn: Synthesizer, voice: Path, lines: int, seconds: float, steps: int | None
+    label: str,
+    syn: Synthesizer,
+    voice: Path,
+    lines: int,
+    seconds: float,
+    steps: int | None,
+    emotion: str | None = None,
 ) -> dict[str, float]:
     """Print and return seconds per second of audio for each stage (``steps`` None: the
-    bundle's default)."""
+    bundle's default; ``emotion`` None: the voice's own)."""
     steps = steps or syn.bundle.cfm_steps
     ref_seconds = sf.info(str(voice)).duration
     vref = VoiceRef.from_file(voice)
@@ -73,6 +90,7 @@ def bench(
         request = SynthesisRequest(
             LINES[i % len(LINES)],
             vref,
+            emotion=emotion_request(emotion),
             sample_rate=rate,
             target_samples=int(seconds * rate),
             seed=i,
@@ -119,7 +137,9 @@ def compare_variants(
     for _ in range(args.rounds):
         for label, (apply, steps) in variants.items():
             apply()
-            runs[label].append(bench(label, syn, voice, args.lines, args.seconds, steps))
+            runs[label].append(
+                bench(label, syn, voice, args.lines, args.seconds, steps, args.emotion)
+            )
     next(iter(variants.values()))[0]()
     mean = {
         label: {k: float(np.mean([r[k] for r in rs])) for k in rs[0]} for label, rs in runs.items()
@@ -176,6 +196,18 @@ def candidates(name: str, syn: Synthesizer, args: argparse.Namespace) -> dict[st
     }
 
 
+def guidance(name: str, syn: Synthesizer, args: argparse.Namespace) -> dict[str, Variant]:
+    """The bundle's emotion guidance (`EngineComponents.emotion_guidance`) vs none."""
+    shipped, use = syn.components.emotion_guidance, _setting(syn, "emotion_guidance")
+    return {
+        f"{name}, {args.emotion}, as shipped (emotion guidance {shipped:g})": (
+            use(shipped),
+            args.steps,
+        ),
+        f"{name}, {args.emotion}, no emotion guidance": (use(0.0), args.steps),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="default", help="model name or directory")
@@ -186,16 +218,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds of the pair")
     parser.add_argument(
         "--compare",
-        choices=("schedule", "precision", "candidates"),
+        choices=("schedule", "precision", "candidates", "guidance"),
         default="schedule",
         help="schedule: shipped vs uniform steps; precision: bf16 paths vs float32 + ONNX; "
-        "candidates: shipped T2S candidates vs one sample",
+        "candidates: shipped T2S candidates vs one sample; guidance: emotion guidance as "
+        "shipped vs none",
+    )
+    parser.add_argument(
+        "--emotion",
+        choices=EMOTION_NAMES,
+        default=None,
+        help="lines in this emotion at weight 1 (default: the voice's own; happy for "
+        "--compare guidance)",
     )
     parser.add_argument("--device", default="cpu")
     parser.add_argument(
         "--threads", type=int, default=0, help="torch CPU threads (0: torch's default)"
     )
     args = parser.parse_args(argv)
+    if args.compare == "guidance" and args.emotion is None:
+        args.emotion = "happy"
     if args.threads:
         # On a busy machine one thread per process avoids oversubscription stalls.
         torch.set_num_threads(args.threads)
@@ -218,7 +260,9 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         syn = Synthesizer.from_bundle(bundle, args.device)
         name = f"{bundle.name} ({bundle.kind})"
-        variants = {"precision": precisions, "candidates": candidates}.get(args.compare, schedules)
+        variants = {"precision": precisions, "candidates": candidates, "guidance": guidance}.get(
+            args.compare, schedules
+        )
         compare_variants(
             f"{args.compare} side by side", syn, voice, args, variants(name, syn, args)
         )

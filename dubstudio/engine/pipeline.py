@@ -132,6 +132,11 @@ class EngineComponents:
             (`audio.limit_peaks`), so a loud emotion keeps its level.
         t2s_candidates: T2S samples decoded per segment (in the same batch); the one that
             ``code_ranker`` scores lowest is kept (the earliest on a tie). 1 = plain sampling.
+        emotion_guidance: Weight w of emotion guidance in T2S sampling for lines that ask for
+            an emotion (sliders, description or clip): each step samples from
+            ``l + w * (l - l_voice)``, ``l_voice`` the logits under the voice's own emotion
+            vector, so what the emotion changes comes out stronger (`t2s.decoding`). 0 = off;
+            one beam only.
         code_ranker: ``(codes (T_tok,), text_ids (L,)) -> score``, lower is better (the small
             model's `small.phone_mismatch`), or None.
     """
@@ -160,6 +165,7 @@ class EngineComponents:
     mel_speaker_encoder: Any = None
     emotion_loudness: EmotionLoudness | None = None
     t2s_candidates: int = 1
+    emotion_guidance: float = 0.0
     code_ranker: Callable[[torch.Tensor, torch.Tensor], float] | None = None
     extras: dict[str, Any] = field(default_factory=dict)
 
@@ -569,6 +575,14 @@ class Synthesizer:
                 self._emotions.popitem(last=False)
         return vec
 
+    def _guide(self, request: SynthesisRequest, voice: _VoiceState) -> torch.Tensor | None:
+        """The emotion vector T2S sampling is guided away from: the voice's own, for a line
+        that asks for an emotion of its own (None in the voice's own emotion, or without
+        emotion guidance)."""
+        if self.components.emotion_guidance <= 0 or request.emotion.mode == "voice":
+            return None
+        return voice.base_emovec
+
     def _emovec(self, request: SynthesisRequest, voice: _VoiceState) -> torch.Tensor:
         """(1, D) emotion vector for the request's emotion mode (ENGINE_SPEC §2.4)."""
         return self._emotion(request, voice)[0]
@@ -756,6 +770,7 @@ class Synthesizer:
         progress("conditioning", 0.0)
         voice = self._voice(first.voice, lambda f: progress("conditioning", f), should_stop)
         emovec, change = self._emotion(first, voice)
+        guide = self._guide(first, voice)
         timings["conditioning"] = time.perf_counter() - t0
         progress("conditioning", 1.0)
 
@@ -777,6 +792,7 @@ class Synthesizer:
                 first.seed + 7919,
                 None,
                 should_stop,
+                guide=guide,
             )
             pos = 0
             for i, segs in zip(need_natural, seg_lists, strict=True):
@@ -800,6 +816,7 @@ class Synthesizer:
             first.seed,
             lambda f: progress("t2s", f),
             should_stop,
+            guide=guide,
         )
         codes = [x if x.numel() > 0 else x.new_zeros(1) for x in codes]
         with autocast_context(self.device):
@@ -830,9 +847,11 @@ class Synthesizer:
         on_fraction: Callable[[float], None] | None,
         should_stop: StopCallback | None,
         candidates: int | None = None,
+        guide: torch.Tensor | None = None,
     ) -> list[torch.Tensor]:
         """Codes of each segment: ``candidates`` samples (default ``t2s_candidates``) decoded
-        side by side, the one the code ranker scores lowest kept (the earliest on a tie)."""
+        side by side, the one the code ranker scores lowest kept (the earliest on a tie); with
+        ``guide`` (an emotion vector, see `_guide`) under the bundle's emotion guidance."""
         c = self.components
         generator = torch.Generator(device=self.device).manual_seed(int(seed) & 0x7FFF_FFFF_FFFF)
         if all(b is None for b in budgets):
@@ -851,6 +870,8 @@ class Synthesizer:
                     generator=generator,
                     on_progress=(lambda f, _s: on_fraction(f)) if on_fraction else None,
                     should_stop=should_stop,
+                    guide_emovec=guide,
+                    guidance=c.emotion_guidance if guide is not None else 0.0,
                 )
             )
         if ranker is None or k == 1:

@@ -423,12 +423,13 @@ def _natural_tokens(synth: Any, comp: Any, vref: Any, emo: Any, text: str, seed:
     from dubstudio.engine.api import SynthesisRequest
 
     voice = synth._voice(vref)
-    emovec = synth._emovec(SynthesisRequest(text=text, voice=vref, emotion=emo), voice)
+    request = SynthesisRequest(text=text, voice=vref, emotion=emo)
+    emovec, guide = synth._emovec(request, voice), synth._guide(request, voice)
     segs = synth._segments(text)
     counts = []
     for s in range(3):
         codes = synth._generate(
-            voice, emovec, segs, [None] * len(segs), "free", seed + s, None, None
+            voice, emovec, segs, [None] * len(segs), "free", seed + s, None, None, guide=guide
         )
         counts.append(sum(int(c.numel()) for c in codes))
     return float(np.mean(counts))

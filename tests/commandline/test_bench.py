@@ -19,6 +19,6 @@ def test_args_reach_the_benchmark_and_unknown_names_are_refused(
     with pytest.raises(SystemExit) as exit_info:  # the script's own --help exits
         main(["bench", "pipeline", "--args=--help"])
     assert exit_info.value.code == 0
-    assert "--compare {schedule,precision,candidates}" in capsys.readouterr().out
+    assert "--compare {schedule,precision,candidates,guidance}" in capsys.readouterr().out
     assert main(["bench", "no_such_bench"]) == 2
     assert "known:" in capsys.readouterr().out

@@ -277,6 +277,10 @@ def small_config(size: str = "default") -> dict[str, Any]:
         # T2S samples decoded side by side per segment; the one whose codes say the text's
         # phones most faithfully is rendered (`phone_mismatch`; MODEL_CARD.md).
         "t2s_candidates": 1 if tiny else 4,
+        # Emotion guidance: a line with an emotion of its own samples its codes from the
+        # logits pushed away from the voice's own reading by this weight (one shadow row per
+        # line); the GPT alone under-states what an emotion changes (MODEL_CARD.md).
+        "emotion_guidance": 1.0,
         # Phone tokens repeat for a phone's duration: the official repetition penalty would
         # forbid that, so it is off; plain sampling is fast.
         "decode": {
@@ -816,6 +820,12 @@ def build_components(bundle: Any, device: torch.device | None) -> Any:
             f"{bundle.root}: config 't2s_candidates' is {candidates}; it must be 1 or more "
             "(T2S samples decoded per segment, the most faithful to the text kept)."
         )
+    guidance = float(config.get("emotion_guidance", 0.0))
+    if guidance < 0:
+        raise ModelLoadError(
+            f"{bundle.root}: config 'emotion_guidance' is {guidance}; it must be 0 (off) or "
+            "more (the weight that pushes an emotional line away from the voice's own reading)."
+        )
     return EngineComponents(
         bundle=bundle,
         device=device,
@@ -845,5 +855,6 @@ def build_components(bundle: Any, device: torch.device | None) -> Any:
         mel_speaker_encoder=MelSpeakerEncoder(style, mel_config()) if fit_steps > 0 else None,
         emotion_loudness=loudness,
         t2s_candidates=candidates,
+        emotion_guidance=guidance,
         code_ranker=phone_mismatch,
     )

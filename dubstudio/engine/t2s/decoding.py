@@ -15,6 +15,12 @@ The start id is never sampled (it is not a codec code; the official sampler coul
 and the stop id not at the first step (no line comes back empty).
 Rows of finished lines are dropped from the batch (and the KV cache) in batches, so a scene
 of short and long lines does not keep paying for the finished ones.
+
+Emotion guidance (one beam only): each line is decoded beside a shadow row conditioned on a
+second emotion vector (the voice's own reading), both rows take the same tokens, and each step
+samples from ``l + w * (l - l_shadow)``, the line's logits pushed away from the shadow's
+(classifier-free guidance on the emotion condition). It sharpens what the requested emotion
+changes against the voice's own reading, at twice the rows.
 """
 
 from __future__ import annotations
@@ -141,7 +147,7 @@ def process_scores(
 
 
 def _gumbel(
-    shape: torch.Size, generator: torch.Generator | None, device: torch.device
+    shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device
 ) -> torch.Tensor:
     # Noise is drawn on the generator's own device, so a CPU generator also drives a GPU
     # model (and gives the same draws on every device).
@@ -244,8 +250,11 @@ def run_decode(
     on_progress: Callable[[float, str], None] | None,
     should_stop: Callable[[], bool] | None,
     capture_hidden: bool,
+    guide_emovec: torch.Tensor | None = None,
+    guidance: float = 0.0,
 ) -> DecodeResult:
-    """Decode B lines together (see `UnifiedVoice.generate` for the arguments)."""
+    """Decode B lines together (see `UnifiedVoice.generate` for the arguments; ``guidance``
+    w > 0 with ``guide_emovec`` `(1, D)` turns on emotion guidance, see the module docstring)."""
     cfg = model.config
     b = len(text_ids)
     if b == 0:
@@ -259,6 +268,21 @@ def run_decode(
             model.check_budget(t)
     if mode == "exact" and any(t is None for t in budgets):
         raise ValidationError("Mode 'exact' needs a token budget for every line.")
+    pairs = guidance > 0 and guide_emovec is not None
+    if guidance > 0 and guide_emovec is not None:
+        if max(1, params.num_beams) > 1:
+            raise ValidationError(
+                "Emotion guidance samples with one beam; set num_beams to 1 or guidance to 0."
+            )
+        # Rows 2i (line i) and 2i + 1 (its shadow) stay adjacent through every row drop: they
+        # take the same tokens, so they finish together.
+        lines = len(text_ids)
+        own = emovec.expand(lines, -1) if emovec.shape[0] == 1 else emovec
+        shadow = guide_emovec.reshape(1, -1).to(own).expand(lines, -1)
+        emovec = torch.stack([own, shadow], dim=1).reshape(2 * lines, -1)
+        text_ids = [t for t in text_ids for _ in range(2)]
+        budgets = [t for t in budgets for _ in range(2)]
+        b = 2 * lines
     nb = max(1, params.num_beams)
     dev = model.device
     stop_id, start_id = cfg.stop_mel_token, cfg.start_mel_token
@@ -319,6 +343,9 @@ def run_decode(
         if hid_hist is not None and step < max_limit:
             hid_hist[:, step] = normed
         logits = model.mel_head(normed).float()
+        if pairs:
+            line, shadow_line = logits.view(-1, 2, logits.shape[-1]).unbind(dim=1)
+            logits = (line + guidance * (line - shadow_line)).repeat_interleave(2, dim=0)
         if on_logits and seen is not None:
             logits = _penalize(logits, seen, params.repetition_penalty)
         logp = torch.log_softmax(logits, dim=-1)
@@ -334,7 +361,11 @@ def run_decode(
 
         if nb == 1:
             if params.do_sample:
-                keys = vals + _gumbel(vals.shape, generator, dev)
+                if pairs:  # one draw per pair: the shadow row takes the line's token
+                    noise = _gumbel((vals.shape[0] // 2, vals.shape[1]), generator, dev)
+                    keys = vals + noise.repeat_interleave(2, dim=0)
+                else:
+                    keys = vals + _gumbel(vals.shape, generator, dev)
                 choice = keys.argmax(dim=-1, keepdim=True)
             else:
                 choice = vals.argmax(dim=-1, keepdim=True)
@@ -460,4 +491,7 @@ def run_decode(
             h if h is not None else torch.zeros(0, model.config.model_dim, device=dev)
             for h in out_hidden
         ]
+    if pairs:  # the lines, without their shadow rows
+        codes, out_stopped = codes[::2], out_stopped[::2]
+        hidden_out = None if hidden_out is None else hidden_out[::2]
     return DecodeResult(codes, out_stopped, hidden_out, step + 1)

@@ -338,6 +338,8 @@ class UnifiedVoice(nn.Module):
         generator: torch.Generator | None = None,
         on_progress: ProgressFn | None = None,
         should_stop: StopFn | None = None,
+        guide_emovec: torch.Tensor | None = None,
+        guidance: float = 0.0,
     ) -> list[torch.Tensor]:
         """Generate semantic codes for several lines of the same voice, decoded together.
 
@@ -353,6 +355,9 @@ class UnifiedVoice(nn.Module):
                 whatever the model's device) for reproducibility.
             on_progress: Called once per step with (fraction, "t2s").
             should_stop: Polled once per step; True raises `RenderCancelled`.
+            guide_emovec: `(1, D)` emotion vector the lines are pushed away from (emotion
+                guidance, one beam only), or None.
+            guidance: Its weight w: each step samples from `l + w * (l - l_guide)`.
 
         Returns:
             B tensors `(T_i,)` long codes in [0, start_mel_token), without the stop token.
@@ -367,6 +372,8 @@ class UnifiedVoice(nn.Module):
             generator=generator,
             on_progress=on_progress,
             should_stop=should_stop,
+            guide_emovec=guide_emovec,
+            guidance=guidance,
         ).codes
 
     @torch.inference_mode()
@@ -383,6 +390,8 @@ class UnifiedVoice(nn.Module):
         on_progress: ProgressFn | None = None,
         should_stop: StopFn | None = None,
         capture_hidden: bool = False,
+        guide_emovec: torch.Tensor | None = None,
+        guidance: float = 0.0,
     ) -> DecodeResult:
         """`generate` with the full result (stop flags, optional decoding-time hidden states)."""
         from dubstudio.engine.t2s.decoding import run_decode
@@ -399,6 +408,8 @@ class UnifiedVoice(nn.Module):
             on_progress=on_progress,
             should_stop=should_stop,
             capture_hidden=capture_hidden,
+            guide_emovec=guide_emovec,
+            guidance=guidance,
         )
 
     # ------------------------------------------------------------------ teacher forcing

@@ -239,6 +239,9 @@ def test_emotion_loudness_sets_each_lines_level_from_the_voice_and_its_emotion(
     style_db = torch.tensor([3.5, 6.0, -6.5, -2.5, 0.5, -4.5, 4.0, 0.0])
     loudness = EmotionLoudness(style_db, torch.randn(loaded.weight.shape, generator=gen), 0.3)
     synth.components.emotion_loudness = loudness
+    # Emotion guidance changes an emotional line's codes, and with them where the tiny random
+    # vocoder peaks; it has a test of its own, so these lines keep one rendering.
+    synth.components.emotion_guidance = 0.0
     seen = _record_vocoder(synth)
 
     def level(emotion: EmotionRequest, text: str = "hello world") -> float:
@@ -426,7 +429,7 @@ def test_a_fresh_export_has_the_shipped_bundles_inference_settings() -> None:
     fresh = small_config("default")
     settings = ("style_fit", "style_fit_keep", "timbre_match", "timbre_match_envelope",
                 "timbre_match_scope", "style_repel", "cfg_rate", "cfm_sway", "decode",
-                "pitch_bins", "cpu_vocoder", "t2s_candidates")  # fmt: skip
+                "pitch_bins", "cpu_vocoder", "t2s_candidates", "emotion_guidance")  # fmt: skip
     assert {k: fresh[k] for k in settings} == {k: shipped[k] for k in settings}
 
 
@@ -454,6 +457,23 @@ def test_phone_mismatch_reads_the_phones_the_codes_say() -> None:
     assert phone_mismatch(codes(*said[:5]), spelled) == 0.0
 
 
+def _tiny_bundle_with(tmp_path: Path, **config: object) -> tuple[Path, dict[str, Any], Path]:
+    """A tiny small bundle with ``config`` set in its manifest, that manifest, and a 140 Hz
+    voice clip."""
+    import json
+
+    from dubstudio.engine.small import create_tiny_small_bundle
+
+    root = create_tiny_small_bundle(tmp_path / "b", seed=1)
+    manifest = json.loads((root / "bundle.json").read_text())
+    manifest["config"].update(config)
+    (root / "bundle.json").write_text(json.dumps(manifest))
+    t = np.arange(22050) / 22050
+    clip = tmp_path / "v.wav"
+    sf.write(clip, (0.3 * np.sin(2 * np.pi * 140 * t)).astype(np.float32), 22050)
+    return root, manifest, clip
+
+
 def test_t2s_candidates_keep_the_sample_most_faithful_to_the_text(tmp_path: Path) -> None:
     """With ``t2s_candidates`` 4 every segment is decoded four times in one batch and the sample
     the ranker scores lowest is the one rendered (free length, so its token count shows which)."""
@@ -463,14 +483,9 @@ def test_t2s_candidates_keep_the_sample_most_faithful_to_the_text(tmp_path: Path
     from dubstudio.engine.api import SynthesisRequest, VoiceRef
     from dubstudio.engine.bundles import load_bundle
     from dubstudio.engine.pipeline import Synthesizer
-    from dubstudio.engine.small import create_tiny_small_bundle, phone_mismatch
+    from dubstudio.engine.small import phone_mismatch
 
-    root = create_tiny_small_bundle(tmp_path / "b", seed=1)
-    manifest = json.loads((root / "bundle.json").read_text())
-    manifest["config"]["t2s_candidates"] = 4
-    (root / "bundle.json").write_text(json.dumps(manifest))
-    t = np.arange(22050) / 22050
-    sf.write(tmp_path / "v.wav", (0.3 * np.sin(2 * np.pi * 140 * t)).astype(np.float32), 22050)
+    root, manifest, clip = _tiny_bundle_with(tmp_path, t2s_candidates=4)
     synth = Synthesizer.from_bundle(load_bundle(root))
     assert synth.components.t2s_candidates == 4
     seen: list[tuple[float, int]] = []
@@ -481,7 +496,7 @@ def test_t2s_candidates_keep_the_sample_most_faithful_to_the_text(tmp_path: Path
         return score
 
     synth.components.code_ranker = ranker
-    request = SynthesisRequest(text="hello world", voice=VoiceRef(str(tmp_path / "v.wav")), seed=5)
+    request = SynthesisRequest(text="hello world", voice=VoiceRef(str(clip)), seed=5)
     out = synth.synthesize(request)
     calibration = len(seen) - 4  # a style fit's calibration render, where the bundle has one
     line = seen[calibration:]
@@ -492,4 +507,57 @@ def test_t2s_candidates_keep_the_sample_most_faithful_to_the_text(tmp_path: Path
     manifest["config"]["t2s_candidates"] = 0
     (root / "bundle.json").write_text(json.dumps(manifest))
     with pytest.raises(ModelLoadError, match="t2s_candidates"):
+        Synthesizer.from_bundle(load_bundle(root))
+
+
+def test_emotion_guidance_pushes_emotional_lines_away_from_the_voices_own_reading(
+    tmp_path: Path,
+) -> None:
+    """A line with an emotion of its own decodes against the voice's own emotion vector at the
+    bundle's weight and still fills its budget exactly; a line in the voice's own emotion
+    decodes plainly."""
+    import json
+
+    from dubstudio.core.errors import ModelLoadError
+    from dubstudio.engine.api import EmotionRequest, SynthesisRequest, VoiceRef
+    from dubstudio.engine.bundles import load_bundle
+    from dubstudio.engine.pipeline import Synthesizer
+
+    root, manifest, clip = _tiny_bundle_with(tmp_path, emotion_guidance=1.5)
+    voice = VoiceRef(str(clip))
+    synth = Synthesizer.from_bundle(load_bundle(root))
+    t2s = synth.components.t2s
+    calls: list[tuple[torch.Tensor | None, float]] = []
+    plain_generate = t2s.generate
+
+    def generate(*args: object, **kwargs: object) -> list[torch.Tensor]:
+        calls.append((kwargs.get("guide_emovec"), float(kwargs.get("guidance", 0.0))))  # type: ignore[arg-type]
+        return plain_generate(*args, **kwargs)  # type: ignore[no-any-return]
+
+    t2s.generate = generate
+    sad = EmotionRequest(mode="vector", vector=(0, 0, 1, 0, 0, 0, 0, 0))
+    for emotion in (sad, EmotionRequest()):
+        calls.clear()
+        out = synth.synthesize(
+            SynthesisRequest(
+                text="hello world",
+                voice=voice,
+                emotion=emotion,
+                target_samples=20000,
+                duration_mode="exact",
+                seed=3,
+            )
+        )
+        assert len(out.audio) == 20000
+        guide, weight = calls[-1]
+        if emotion.mode == "voice":
+            assert guide is None and weight == 0.0
+        else:
+            state = synth._voice(voice)
+            assert guide is not None and torch.equal(guide, state.base_emovec)
+            assert weight == 1.5
+
+    manifest["config"]["emotion_guidance"] = -1
+    (root / "bundle.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelLoadError, match="emotion_guidance"):
         Synthesizer.from_bundle(load_bundle(root))

@@ -275,3 +275,83 @@ def test_fit_dial() -> None:
     assert fit_target(100, 150, 1.0) == 150
     assert fit_target(100, 150, 0.5) == 125
     assert fit_target(5, 0, 1.0) == 1
+
+
+@pytest.mark.parametrize("mode", ["exact", "free"])
+def test_guidance_against_the_lines_own_emotion_changes_nothing(voice, mode) -> None:
+    # Each line's shadow row, guided against the same vector, gives l + w * (l - l) = l, and
+    # the pair draws one noise row: the codes are those of plain sampling, through lines that
+    # stop at different steps (free mode) and the row drops that follow.
+    torch.manual_seed(5)
+    m = UnifiedVoice.from_config(T2SConfig.tiny())
+    with torch.no_grad():
+        m.mel_head.bias[m.config.stop_mel_token] = 0.0  # free lines stop after 6 to 51 tokens
+    lat, emo = voice
+    texts = _texts(9, 13)
+    budgets = [12, 30, 5, 44, 9, 21, 17, 3, 26] if mode == "exact" else None
+    params = DecodeParams.sampling(max_tokens=60)
+
+    def run(**guide: object) -> list[list[int]]:
+        out = m.generate(
+            lat,
+            emo,
+            texts,
+            budgets=budgets,
+            mode=mode,  # type: ignore[arg-type]
+            params=params,
+            generator=torch.Generator().manual_seed(4),
+            **guide,  # type: ignore[arg-type]
+        )
+        return [c.tolist() for c in out]
+
+    plain = run()
+    assert len({len(c) for c in plain}) > 1
+    assert run(guide_emovec=emo, guidance=1.5) == plain
+
+
+def test_guided_greedy_codes_follow_the_guided_logits(model, voice) -> None:
+    lat, emo = voice
+    # A vector far from the line's own (a random model's clips all read alike).
+    other = emo + 3.0 * torch.randn(emo.shape, generator=torch.Generator().manual_seed(8))
+    texts = _texts(3, 21)
+    greedy = DecodeParams(num_beams=1, do_sample=False, repetition_penalty=1.0, max_tokens=25)
+    w = 2.0
+    guided = model.generate(
+        lat, emo, texts, mode="free", params=greedy, guide_emovec=other, guidance=w
+    )
+    plain = model.generate(lat, emo, texts, mode="free", params=greedy)
+    assert [c.tolist() for c in guided] != [c.tolist() for c in plain]
+    # Each line's decoding-time logits under either vector, recomputed over its whole code
+    # prefix (as the decoder's full-recomputation path feeds them: code k at mel position k + 2).
+    cfg = model.config
+    for text, codes in zip(texts, guided, strict=True):
+        steps = []
+        with torch.no_grad():
+            for vec in (emo, other):
+                prefix, _, _ = model.build_prefix(model.build_conds(lat, vec, [None]), [text])
+                start = model.embed_mel(torch.tensor([cfg.start_mel_token]), torch.tensor([0]))
+                fed = model.embed_mel(codes[:-1], torch.arange(codes.numel() - 1) + 2)
+                x = torch.cat([prefix, start[None], fed[None]], dim=1)
+                hidden = model.final_norm(model.gpt(x))[0, prefix.shape[1] :]
+                steps.append(model.mel_head(hidden).float())
+        own, shadow = steps
+        scores = own + w * (own - shadow)
+        scores[:, cfg.start_mel_token] = float("-inf")
+        scores[0, cfg.stop_mel_token] = float("-inf")
+        picked = scores.gather(1, codes[:, None])[:, 0]
+        assert torch.allclose(picked, scores.max(dim=1).values, atol=1e-4)
+
+
+def test_guidance_needs_one_beam(model, voice) -> None:
+    lat, emo = voice
+    with pytest.raises(ValidationError, match="one beam"):
+        model.generate(
+            lat,
+            emo,
+            _texts(1, 3),
+            budgets=[10],
+            mode="exact",
+            params=DecodeParams(num_beams=3),
+            guide_emovec=emo,
+            guidance=1.0,
+        )
