@@ -268,9 +268,11 @@ def run_decode(
             model.check_budget(t)
     if mode == "exact" and any(t is None for t in budgets):
         raise ValidationError("Mode 'exact' needs a token budget for every line.")
-    pairs = guidance > 0 and guide_emovec is not None
+    nb = max(1, params.num_beams)
+    pairs = False
     if guidance > 0 and guide_emovec is not None:
-        if max(1, params.num_beams) > 1:
+        pairs = True
+        if nb > 1:
             raise ValidationError(
                 "Emotion guidance samples with one beam; set num_beams to 1 or guidance to 0."
             )
@@ -283,7 +285,6 @@ def run_decode(
         text_ids = [t for t in text_ids for _ in range(2)]
         budgets = [t for t in budgets for _ in range(2)]
         b = 2 * lines
-    nb = max(1, params.num_beams)
     dev = model.device
     stop_id, start_id = cfg.stop_mel_token, cfg.start_mel_token
     cap = max(1, min(params.max_tokens, cfg.max_budget))
