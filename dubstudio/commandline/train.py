@@ -58,6 +58,14 @@ def register(subparsers: Any) -> None:
         help="2: skip T2S stage 1 and re-run stages 2 and 3 on the --init model",
     )
     train.add_argument(
+        "--t2s-end-stage",
+        type=int,
+        choices=(2, 3),
+        default=3,
+        help="2: stop after T2S stage 2 (with --t2s-start-stage 2, only the emotion "
+        "conditioner retrains, on the whole budget)",
+    )
+    train.add_argument(
         "--s2m-cross-prompt",
         type=_share,
         default=0.0,
@@ -123,6 +131,7 @@ def _run_parallel(
                "--s2m-cross-prompt", str(args.s2m_cross_prompt)]  # fmt: skip
         if args.init:
             cmd += ["--init", args.init, "--t2s-start-stage", str(args.t2s_start_stage)]
+        cmd += ["--t2s-end-stage", str(args.t2s_end_stage)]
         procs[stage] = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
     failed = [stage for stage, proc in procs.items() if proc.wait() != 0]
     if failed:
@@ -165,6 +174,7 @@ def _run_stages(
                 plan=plan,
                 init=init,
                 t2s_start_stage=args.t2s_start_stage,
+                t2s_end_stage=args.t2s_end_stage,
                 s2m_cross_prompt=args.s2m_cross_prompt,
                 on_progress=_progress,
             )

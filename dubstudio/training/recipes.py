@@ -423,6 +423,7 @@ def train_t2s(
     *,
     stage_split: tuple[float, float] = (0.55, 0.8),
     start_stage: int = 1,
+    end_stage: int = 3,
     seed: int = 0,
     batch: int = 16,
     lr: float = 5e-4,
@@ -446,22 +447,32 @@ def train_t2s(
     told the voice would leave it readable. Stage 3: all data, both conditioners frozen. A copy
     of the model entering stage 2 is kept (``t2s_stage1.ckpt``) for the GRL probe.
 
-    ``start_stage=2`` (with ``init``) skips stage 1: stages 2 and 3 share the budget in the
-    proportion ``stage_split`` gives them, for re-running them on a trained model.
+    ``start_stage=2`` (with ``init``) skips stage 1 and ``end_stage=2`` stage 3: the stages run
+    share the budget in the proportions ``stage_split`` gives them, for re-running some of
+    them on a trained model (stage 2 alone retrains only the emotion conditioner).
 
     In stages 1 and 2 a linear classifier on the emotion vector predicts the utterance's style
     (cross-entropy, weighted by ``style_weight``): the corpus labels every style, and without
     this supervision the emotion conditioner learned too little of it to steer prosody.
     """
     run = _Run(run_dir, "t2s")
-    if start_stage == 2:
-        if init is None and not run.ckpt.is_file():
-            raise ValidationError(
-                "Starting T2S at stage 2 needs a trained model: pass --init BUNDLE (or resume "
-                f"a run in {run_dir})."
-            )
-        s1, s2 = stage_split
-        stage_split = (0.0, (s2 - s1) / (1.0 - s1))
+    if not 1 <= start_stage <= end_stage <= 3:
+        raise ValidationError(
+            f"T2S stages {start_stage} to {end_stage}: the recipe has stages 1 to 3, and the "
+            "last stage run cannot come before the first."
+        )
+    if start_stage == 2 and init is None and not run.ckpt.is_file():
+        raise ValidationError(
+            "Starting T2S at stage 2 needs a trained model: pass --init BUNDLE (or resume "
+            f"a run in {run_dir})."
+        )
+    # The stages run share the budget in the proportions ``stage_split`` gives them.
+    bounds = (0.0, *stage_split, 1.0)
+    lo, hi = bounds[start_stage - 1], bounds[end_stage]
+    stage_split = (
+        min(max((stage_split[0] - lo) / (hi - lo), 0.0), 1.0),
+        min(max((stage_split[1] - lo) / (hi - lo), 0.0), 1.0),
+    )
     torch.manual_seed(seed)
     model = build_modules(config)["t2s"]
     n_voices = len(_T2SData(items, front_end, seed).real_voices)

@@ -71,14 +71,15 @@ def run_stage(
     plan: CorpusPlan | None = None,
     init: Path | None = None,
     t2s_start_stage: int = 1,
+    t2s_end_stage: int = 3,
     s2m_cross_prompt: float = 0.0,
     on_progress: Progress | None = None,
 ) -> Any:
     """Run one stage (``corpus``, ``timed-features``, ``tokenizer``, ``align``, ``features``,
     ``t2s``, ``s2m``, ``t2e``); ``init`` is a bundle directory T2S and S2M start from when
-    they have no checkpoint yet; ``t2s_start_stage`` 2 skips T2S stage 1 (see
-    `recipes.train_t2s`); ``s2m_cross_prompt`` is the share of S2M prompts cut from another
-    utterance of the speaker (see `recipes.train_s2m`)."""
+    they have no checkpoint yet; ``t2s_start_stage`` 2 skips T2S stage 1 and ``t2s_end_stage``
+    2 stage 3 (see `recipes.train_t2s`); ``s2m_cross_prompt`` is the share of S2M prompts cut
+    from another utterance of the speaker (see `recipes.train_s2m`)."""
     data, runs = Path(data), Path(runs)
     config = small_config(size)
     budget = recipes.Budget(steps, minutes * 60.0)
@@ -126,6 +127,7 @@ def run_stage(
             batch=8 if size == "default" else 4,
             init=init,
             start_stage=t2s_start_stage,
+            end_stage=t2s_end_stage,
             on_progress=on_progress,
         )
     if stage == "s2m":

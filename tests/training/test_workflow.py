@@ -454,6 +454,28 @@ def test_t2s_from_stage_two_keeps_the_warm_start_as_its_stage1_model(
     assert all(torch.equal(stage1[k], v) for k, v in want.items())
 
 
+def test_t2s_stage_two_alone_retrains_only_the_emotion_conditioner(
+    trained: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    from dubstudio.engine.checkpoints import read_state_dict
+    from dubstudio.training import workflow
+    from dubstudio.training.recipes import EMOTION_PARTS
+
+    data, _, out = trained
+    runs = tmp_path / "runs"
+    workflow.run_stage(
+        "t2s", data, runs, size="tiny", steps=20, init=out, t2s_start_stage=2, t2s_end_stage=2
+    )
+    log = [json.loads(x) for x in (runs / "t2s.log").read_text().splitlines()]
+    assert [x["stage"] for x in log] == [2, 2]  # the whole budget, no stage 3
+    before = read_state_dict(out / "t2s.safetensors")
+    after = torch.load(str(runs / "t2s.ckpt"), weights_only=True)["model"]
+    moved = {k.split(".")[0] for k, v in before.items() if not torch.equal(after[k], v)}
+    assert moved and moved <= set(EMOTION_PARTS)
+    with pytest.raises(ValidationError, match="stages 2 to 1"):
+        workflow.run_stage("t2s", data, runs, size="tiny", t2s_start_stage=2, t2s_end_stage=1)
+
+
 @pytest.mark.slow
 def test_evaluate_measures_the_trained_bundle(trained: tuple[Path, Path, Path]) -> None:
     from dubstudio.training.evaluate import evaluate, format_table
