@@ -158,6 +158,7 @@ def test_voice_scope_timbre_match_adds_one_gain_per_voice_to_every_line(tmp_path
     from dubstudio.engine.api import SynthesisRequest, VoiceRef
     from dubstudio.engine.audio import _active_band_means
     from dubstudio.engine.bundles import load_bundle
+    from dubstudio.engine.device import cpu_bf16_autocast
     from dubstudio.engine.pipeline import Synthesizer
     from dubstudio.engine.small import create_tiny_small_bundle, small_config
     from dubstudio.engine.stylefit import FIT_TEXT
@@ -191,9 +192,11 @@ def test_voice_scope_timbre_match_adds_one_gain_per_voice_to_every_line(tmp_path
         assert torch.allclose(
             mel - plain, state.timbre_gain[None, :, None].expand_as(mel), atol=1e-4
         )
-    # The gain is the one that matches the calibration render to the reference clip.
+    # The gain is the one that matches the calibration render to the reference clip (rendered
+    # as the pipeline renders it: under bf16 autocast on a CPU that computes bf16 natively).
     cond, frames = synth._calibration_condition(voice, state, FIT_TEXT)
-    calib = synth._calibration_mel(state, cond, frames, state.features.style)[0]
+    with cpu_bf16_autocast(synth.device, enabled=synth.s2m_bf16):
+        calib = synth._calibration_mel(state, cond, frames, state.features.style)[0].float()
     reference = _active_band_means(state.features.ref_mel.reshape(80, -1), 3.0)
     assert torch.allclose(_active_band_means(calib, 3.0) + state.timbre_gain, reference, atol=1e-3)
 
