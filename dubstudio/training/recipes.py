@@ -461,10 +461,10 @@ def train_t2s(
             f"T2S stages {start_stage} to {end_stage}: the recipe has stages 1 to 3, and the "
             "last stage run cannot come before the first."
         )
-    if start_stage == 2 and init is None and not run.ckpt.is_file():
+    if start_stage > 1 and init is None and not run.ckpt.is_file():
         raise ValidationError(
-            "Starting T2S at stage 2 needs a trained model: pass --init BUNDLE (or resume "
-            f"a run in {run_dir})."
+            f"Starting T2S at stage {start_stage} needs a trained model: pass --init BUNDLE (or "
+            f"resume a run in {run_dir})."
         )
     # The stages run share the budget in the proportions ``stage_split`` gives them.
     bounds = (0.0, *stage_split, 1.0)
