@@ -53,9 +53,10 @@ def register(subparsers: Any) -> None:
     train.add_argument(
         "--t2s-start-stage",
         type=int,
-        choices=(1, 2),
+        choices=(1, 2, 3),
         default=1,
-        help="2: skip T2S stage 1 and re-run stages 2 and 3 on the --init model",
+        help="2: skip T2S stage 1 and re-run stages 2 and 3 on the --init model; 3: only the "
+        "fine-tuning stage (both conditioners frozen)",
     )
     train.add_argument(
         "--t2s-end-stage",
@@ -71,6 +72,15 @@ def register(subparsers: Any) -> None:
         default=0.0,
         help="share (0-1) of S2M prompts cut from another utterance of the speaker, as at "
         "inference (each such step costs about three plain ones)",
+    )
+    train.add_argument(
+        "--pitch-bins",
+        type=int,
+        choices=(3, 5),
+        default=3,
+        help="features: pitch levels per phone in the semantic codes (5 adds very low and very "
+        "high); the model stages follow the features, starting from an --init bundle with "
+        "fewer levels by refining its code tables",
     )
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--threads", type=int, default=1, help="torch threads")
@@ -176,6 +186,7 @@ def _run_stages(
                 t2s_start_stage=args.t2s_start_stage,
                 t2s_end_stage=args.t2s_end_stage,
                 s2m_cross_prompt=args.s2m_cross_prompt,
+                pitch_bins=args.pitch_bins,
                 on_progress=_progress,
             )
             if isinstance(result, dict):

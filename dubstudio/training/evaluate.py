@@ -456,10 +456,13 @@ def grl_probe(
     styles = np.array([it.utt.style for it in items])
     import copy
 
+    from dubstudio.training.recipes import refine_code_tables
+
     stage1 = copy.deepcopy(t2s)
-    stage1.load_state_dict(
-        torch.load(str(stage1_ckpt), map_location="cpu", weights_only=True)["model"]
-    )
+    state = torch.load(str(stage1_ckpt), map_location="cpu", weights_only=True)["model"]
+    # A stage-1 model with fewer pitch levels than the final one: its code tables refined (the
+    # probe reads the emotion conditioner only).
+    stage1.load_state_dict(refine_code_tables(state, stage1, stage1_ckpt.name))
     out = []
     chance = 1.0 / len(set(speakers))
     models = (("without GRL (the model entering stage 2)", stage1), ("with GRL (final)", t2s))

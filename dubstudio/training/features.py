@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from dubstudio.core.errors import ValidationError
 from dubstudio.engine.analysis import pitch_track
 from dubstudio.engine.audio import mel_spectrogram, resample
 from dubstudio.engine.small import (
@@ -38,7 +39,7 @@ from dubstudio.training.corpus import Utterance, read_metadata, speaker_of
 log = logging.getLogger(__name__)
 
 TOKEN_RATE = Fraction(small_config()["token_rate"])
-BINS = pitch_bins(small_config())
+BINS = pitch_bins(small_config())  # the default
 STYLE_SAMPLES = 6
 
 
@@ -79,6 +80,7 @@ def extract(
     out_path: str | Path,
     *,
     timed_only: bool = False,
+    bins: int = BINS,
     on_progress: Callable[[float, str], None] | None = None,
 ) -> Path:
     """Compute `Item`s for every utterance and save them (torch file of plain tensors/dicts).
@@ -91,6 +93,8 @@ def extract(
     Args:
         timed_only: Skip utterances without phone timings (not aligned yet): the features the
             frame tokenizer trains on before it aligns them (`dubstudio.training.align`).
+        bins: Pitch levels per phone in the codes (`dubstudio.engine.small.PITCH_EDGES`);
+            stored records with another count are computed again.
     """
     import soundfile as sf
 
@@ -99,7 +103,7 @@ def extract(
     ge2e = GE2EEncoder.pretrained()
     utts = [u for u in read_metadata(corpus_dir) if u.phones or not timed_only]
     digests = {u.uid: _file_digest(Path(corpus_dir) / u.wav) for u in utts}
-    kept = _reusable(utts, Path(out_path), digests)
+    kept = _reusable(utts, Path(out_path), digests, bins)
     utts = [u for u in utts if u.uid not in kept]
     records: list[dict[str, Any]] = []
     # GE2E is the slow part: embed up to STYLE_SAMPLES utterances per (voice, style, split)
@@ -147,7 +151,8 @@ def extract(
         r["style"] = m / m.norm()
         spk = group[0]
         mean, std = stats.get(spk, log_f0_stats([r["log_f0"]]))
-        r["codes"] = pitch_codes(r.pop("phones"), r.pop("log_f0"), mean, std, BINS).to(torch.uint8)
+        r["codes"] = pitch_codes(r.pop("phones"), r.pop("log_f0"), mean, std, bins).to(torch.uint8)
+        r["pitch_bins"] = bins
     records += kept.values()
     log.info("features: %d computed, %d kept", len(records) - len(kept), len(kept))
     out = Path(out_path)
@@ -162,10 +167,10 @@ def _file_digest(path: Path) -> str:
 
 
 def _reusable(
-    utts: list[Utterance], path: Path, digests: dict[str, str]
+    utts: list[Utterance], path: Path, digests: dict[str, str], bins: int
 ) -> dict[str, dict[str, object]]:
     """Stored records (by uid) of the speakers whose utterances are all stored, unchanged
-    (metadata and audio, ``digests`` by uid)."""
+    (metadata and audio, ``digests`` by uid), with codes of ``bins`` pitch levels."""
     if not path.is_file():
         return {}
     records = torch.load(str(path), map_location="cpu", weights_only=True)
@@ -177,6 +182,8 @@ def _reusable(
     def same(u: Utterance) -> bool:
         r = stored.get(u.uid)
         if r is None or r.get("audio_sha1") != digests[u.uid]:
+            return False
+        if r.get("pitch_bins", BINS) != bins:
             return False
         meta = dict(r["meta"])
         meta["phones"] = [tuple(p) for p in meta["phones"]]
@@ -192,7 +199,19 @@ def _reusable(
 
 def load_items(path: str | Path) -> list[Item]:
     """Inverse of `extract`."""
+    return load_features(path)[0]
+
+
+def load_features(path: str | Path) -> tuple[list[Item], int]:
+    """Inverse of `extract`: the items and the pitch levels of their codes (files written
+    before the count was stored have `BINS`)."""
     records = torch.load(str(path), map_location="cpu", weights_only=True)
+    bins = {int(r.get("pitch_bins", BINS)) for r in records}
+    if len(bins) > 1:
+        raise ValidationError(
+            f"{path} mixes codes of {sorted(bins)} pitch levels; run 'dubstudio train features' "
+            "again with one --pitch-bins."
+        )
     out = []
     for r in records:
         meta = dict(r["meta"])
@@ -206,4 +225,4 @@ def load_items(path: str | Path) -> list[Item]:
                 r["style"].float(),
             )
         )
-    return out
+    return out, bins.pop() if bins else BINS

@@ -85,8 +85,47 @@ def warm_start(module: nn.Module, path: Path, prefix: str = "") -> None:
     state = read_state_dict(path)
     if prefix:
         state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+    state = refine_code_tables(state, module, path.name)
     load_strict(module, state, component=path.name)
     log.info("warm start from %s", path)
+
+
+#: Per-code tables of the small model (keys as the T2S and the code embedding name them), and
+#: whether each is an output-head bias whose probability the refined codes share.
+CODE_TABLES = {
+    "mel_embedding.weight": False,
+    "mel_head.weight": False,
+    "mel_head.bias": True,
+    "weight": False,  # the code embedding, read under the prefix "embedding."
+}
+
+
+def refine_code_tables(
+    state: dict[str, torch.Tensor], module: nn.Module, source: str
+) -> dict[str, torch.Tensor]:
+    """A bundle state whose codes have fewer pitch levels than ``module``'s, with its per-code
+    tables expanded (`small.expand_pitch_bins`), so a 5-level model starts from a 3-level one."""
+    from dubstudio.engine.small import N_PHONES, PITCH_EDGES, expand_pitch_bins
+
+    own = module.state_dict()
+    out = dict(state)
+    for key, split_mass in CODE_TABLES.items():
+        if key not in state or key not in own or state[key].shape == own[key].shape:
+            continue
+        old_rows, new_rows = state[key].shape[0], own[key].shape[0]
+        change, rest = divmod(new_rows - old_rows, N_PHONES)
+        if rest or change <= 0 or state[key].shape[1:] != own[key].shape[1:]:
+            continue  # not a pitch-level refinement: load_strict says what does not fit
+        extra = {new_rows - N_PHONES * b for b in PITCH_EDGES if 0 <= new_rows - N_PHONES * b <= 2}
+        if len(extra) != 1:
+            continue
+        (specials,) = extra
+        old_bins, new_bins = (old_rows - specials) // N_PHONES, (new_rows - specials) // N_PHONES
+        if old_bins not in PITCH_EDGES:
+            continue
+        out[key] = expand_pitch_bins(state[key], old_bins, new_bins, split_mass=split_mass)
+        log.info("%s: %s from %d to %d pitch levels", source, key, old_bins, new_bins)
+    return out
 
 
 def load_run_or_bundle(

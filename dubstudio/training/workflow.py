@@ -21,7 +21,7 @@ from dubstudio.engine.text.phonemes import PhonemeFrontEnd, default_lexicon_path
 from dubstudio.training import recipes
 from dubstudio.training.align import align_corpus
 from dubstudio.training.corpus import CorpusPlan, build_corpus
-from dubstudio.training.features import Item, extract, load_items
+from dubstudio.training.features import BINS, Item, extract, load_features
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,13 @@ def front_end() -> PhonemeFrontEnd:
 
 def train_items(data: Path) -> list[Item]:
     """Training-split items."""
-    return [it for it in load_items(data / "features.pt") if it.utt.split == "train"]
+    return training_set(data)[0]
+
+
+def training_set(data: Path) -> tuple[list[Item], int]:
+    """Training-split items and the pitch levels of their codes."""
+    items, bins = load_features(data / "features.pt")
+    return [it for it in items if it.utt.split == "train"], bins
 
 
 def style_anchors(items: list[Item]) -> tuple[list[str], torch.Tensor]:
@@ -73,13 +79,16 @@ def run_stage(
     t2s_start_stage: int = 1,
     t2s_end_stage: int = 3,
     s2m_cross_prompt: float = 0.0,
+    pitch_bins: int | None = None,
     on_progress: Progress | None = None,
 ) -> Any:
     """Run one stage (``corpus``, ``timed-features``, ``tokenizer``, ``align``, ``features``,
     ``t2s``, ``s2m``, ``t2e``); ``init`` is a bundle directory T2S and S2M start from when
     they have no checkpoint yet; ``t2s_start_stage`` 2 skips T2S stage 1 and ``t2s_end_stage``
     2 stage 3 (see `recipes.train_t2s`); ``s2m_cross_prompt`` is the share of S2M prompts cut
-    from another utterance of the speaker (see `recipes.train_s2m`)."""
+    from another utterance of the speaker (see `recipes.train_s2m`); ``pitch_bins`` the pitch
+    levels of the codes ``features`` writes (the default `features.BINS`). The model stages
+    build their model for the pitch levels of the features they train on."""
     data, runs = Path(data), Path(runs)
     config = small_config(size)
     budget = recipes.Budget(steps, minutes * 60.0)
@@ -90,6 +99,7 @@ def run_stage(
             data / "corpus",
             data / "features.pt",
             timed_only=stage == "timed-features",
+            bins=pitch_bins or BINS,
             on_progress=on_progress,
         )
     if stage == "tokenizer":
@@ -117,9 +127,10 @@ def run_stage(
             )
         return align_corpus(data / "corpus", tok, front_end(), on_progress=on_progress)
     if stage == "t2s":
+        items, bins = training_set(data)
         return recipes.train_t2s(
-            train_items(data),
-            config,
+            items,
+            small_config(size, bins),
             front_end(),
             runs,
             budget,
@@ -131,9 +142,10 @@ def run_stage(
             on_progress=on_progress,
         )
     if stage == "s2m":
+        items, bins = training_set(data)
         return recipes.train_s2m(
-            train_items(data),
-            config,
+            items,
+            small_config(size, bins),
             runs,
             budget,
             seed=seed,
@@ -174,10 +186,10 @@ def export_bundle(
     only S2M, or only T2S).
     """
     data, runs = Path(data), Path(runs)
-    everything = load_items(data / "features.pt")
+    everything, bins = load_features(data / "features.pt")
     items = [it for it in everything if it.utt.split == "train"]
     voices, anchors = style_anchors(items)
-    config = small_config(size)
+    config = small_config(size, bins)
     config["style_anchors"] = voices
     mods = build_modules(config)
     mods["speakers"]["anchors"].copy_(anchors)  # type: ignore[index,operator]

@@ -503,3 +503,75 @@ def test_evaluate_measures_the_trained_bundle(trained: tuple[Path, Path, Path]) 
     source = dict((r[0], r[1:]) for r in res.source_emotion_rows)
     assert set(source) == {"sad", "calm"} and source["sad"][3] < 1.0
     assert "| sad (" in format_table(res)
+
+
+def test_five_pitch_levels_refine_a_three_level_bundle(
+    trained: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    """Features with 5 pitch levels refine the 3-level codes (same phones, same mid, each outer
+    level split); T2S stage 3 starts from the 3-level bundle with its code tables expanded
+    (the refined head gives each coarse code the probability the old head gave it), the S2M
+    code embedding too, and the exported 5-level bundle renders."""
+    from dubstudio.engine.api import EmotionRequest, SynthesisRequest, VoiceRef
+    from dubstudio.engine.bundles import load_bundle
+    from dubstudio.engine.checkpoints import read_state_dict
+    from dubstudio.engine.pipeline import Synthesizer
+    from dubstudio.engine.small import N_PHONES, build_modules, coarser_level, small_config
+    from dubstudio.training import recipes, workflow
+    from dubstudio.training.features import load_features
+
+    data, _, out = trained
+    fine = tmp_path / "data"
+    fine.mkdir()
+    (fine / "corpus").symlink_to(data / "corpus")
+    shutil.copy(data / "features.pt", fine / "features.pt")
+    workflow.run_stage("features", fine, tmp_path / "runs", size="tiny", pitch_bins=5)
+    coarse_items, coarse_bins = load_features(data / "features.pt")
+    fine_items, fine_bins = load_features(fine / "features.pt")
+    assert (coarse_bins, fine_bins) == (3, 5)
+    coarse = {it.utt.uid: it.codes for it in coarse_items}
+    levels: set[int] = set()
+    for it in fine_items:
+        old = coarse[it.utt.uid]
+        assert torch.equal(it.codes % N_PHONES, old % N_PHONES)
+        mapped = [coarser_level(int(x), 5, 3) for x in (it.codes // N_PHONES).tolist()]
+        assert mapped == (old // N_PHONES).tolist()
+        levels |= set((it.codes // N_PHONES).tolist())
+    assert {1, 2, 3} <= levels  # the tiny corpus reaches beyond mid on both sides
+
+    # The warm start: the refined head's probabilities, summed per coarse code, are the old ones.
+    t2s = build_modules(small_config("tiny", 5))["t2s"]
+    recipes.warm_start(t2s, out / "t2s.safetensors")
+    old = read_state_dict(out / "t2s.safetensors")
+    hidden = torch.randn(3, old["mel_head.weight"].shape[1])
+    p_old = torch.softmax(hidden @ old["mel_head.weight"].T + old["mel_head.bias"], -1)
+    p_new = torch.softmax(t2s.mel_head(hidden), -1).detach()
+    source = torch.tensor(
+        [coarser_level(c // N_PHONES, 5, 3) * N_PHONES + c % N_PHONES for c in range(5 * N_PHONES)]
+        + [3 * N_PHONES, 3 * N_PHONES + 1]
+    )
+    assert torch.allclose(torch.zeros_like(p_old).index_add_(1, source, p_new), p_old, atol=1e-5)
+
+    runs = tmp_path / "runs"
+    workflow.run_stage("t2s", fine, runs, size="tiny", steps=2, init=out, t2s_start_stage=3)
+    root = workflow.export_bundle(fine, runs, tmp_path / "bundle", size="tiny", init=out)
+    bundle = load_bundle(root)
+    assert bundle.config["pitch_bins"] == 5
+    emb = read_state_dict(root / "reference.safetensors")["embedding.weight"]
+    assert (
+        emb.shape[0]
+        == read_state_dict(out / "reference.safetensors")["embedding.weight"].shape[0]
+        + 2 * N_PHONES
+    )
+    ref = next(u for u in read_metadata(data / "corpus") if u.voice == "awb")
+    result = Synthesizer.from_bundle(bundle).synthesize(
+        SynthesisRequest(
+            text="The old sailor found a letter.",
+            voice=VoiceRef(str(data / "corpus" / ref.wav)),
+            emotion=EmotionRequest(mode="vector", vector=(0, 0, 1.0, 0, 0, 0, 0, 0)),
+            sample_rate=22050,
+            target_samples=20000,
+            duration_mode="exact",
+        )
+    )
+    assert len(result.audio) == 20000 and np.isfinite(result.audio).all()

@@ -64,11 +64,26 @@ _VOICED = torch.tensor([p in VOICED_PHONES for p in PHONES])
 #: z-score of a phone's log-F0 (against the speaker's mean and spread) beyond which it is
 #: "high" (or below its negative, "low").
 PITCH_Z = 0.6
+#: z-score beyond which a five-bin code calls a phone "very high" (below its negative, "very
+#: low"): the low and high bins then end there instead of taking every lower or higher phone.
+PITCH_Z_FAR = 1.6
+#: Level boundaries (z-scores, ascending) of each supported pitch-bin count.
+PITCH_EDGES: dict[int, tuple[float, ...]] = {
+    1: (),
+    3: (-PITCH_Z, PITCH_Z),
+    5: (-PITCH_Z_FAR, -PITCH_Z, PITCH_Z, PITCH_Z_FAR),
+}
 
 
 def pitch_bins(config: Mapping[str, Any]) -> int:
     """Pitch bins of a small config (1 for bundles whose codes are bare phone classes)."""
-    return int(config.get("pitch_bins", 1))
+    bins = int(config.get("pitch_bins", 1))
+    if bins not in PITCH_EDGES:
+        raise ModelLoadError(
+            f"config 'pitch_bins' is {bins}; it must be one of {sorted(PITCH_EDGES)} (pitch "
+            "levels per phone in the semantic codes)."
+        )
+    return bins
 
 
 def n_codes(config: Mapping[str, Any]) -> int:
@@ -145,18 +160,61 @@ def phone_mismatch(codes: torch.Tensor, text_ids: torch.Tensor) -> float:
 def pitch_codes(
     phones: torch.Tensor, log_f0: torch.Tensor, mean: float, std: float, bins: int = 3
 ) -> torch.Tensor:
-    """Semantic codes ``bin * N_PHONES + phone`` from phone classes and per-token log-F0.
+    """Semantic codes ``level * N_PHONES + phone`` from phone classes and per-token log-F0.
 
-    Bin 0 is low, 1 mid (also every unvoiced phone), 2 high: the phone's log-F0 z-score against
-    the speaker's ``mean``/``std`` below ``-PITCH_Z`` or above ``PITCH_Z``.
+    The level is where the phone's log-F0 z-score against the speaker's ``mean``/``std`` falls
+    among `PITCH_EDGES` ``[bins]``: with 3 bins low / mid / high (beyond ``±PITCH_Z``), with 5
+    very low / low / mid / high / very high (``±PITCH_Z_FAR`` further). Unvoiced phones take
+    the middle level. Mid stays the same range at either count, so a 5-bin code refines a 3-bin
+    one (`expand_pitch_bins`).
     """
+    if bins not in PITCH_EDGES:
+        raise ValueError(f"pitch bins must be one of {sorted(PITCH_EDGES)}, got {bins}")
     if bins == 1:
         return phones.long()
     z = (log_f0 - mean) / max(std, 1e-3)
-    level = torch.ones_like(phones, dtype=torch.long)
-    level = torch.where(z < -PITCH_Z, torch.zeros_like(level), level)
-    level = torch.where(z > PITCH_Z, torch.full_like(level, 2), level)  # NaN compares False
+    edges = torch.tensor(PITCH_EDGES[bins], dtype=z.dtype)
+    level = torch.bucketize(z.nan_to_num(0.0), edges, right=True)
+    level = torch.where(torch.isnan(z), torch.full_like(level, bins // 2), level)
     return level * N_PHONES + phones.long()
+
+
+def coarser_level(level: int, bins: int, coarse: int) -> int:
+    """The level of a ``coarse``-bin code that level ``level`` of a ``bins``-bin code refines
+    (the mid levels correspond; each outer fine level falls in the outer coarse one)."""
+    if coarse == 1:
+        return 0
+    mid, coarse_mid = bins // 2, coarse // 2
+    offset = max(-coarse_mid, min(coarse_mid, level - mid))
+    return coarse_mid + offset
+
+
+def expand_pitch_bins(
+    table: torch.Tensor, old_bins: int, new_bins: int, *, split_mass: bool = False
+) -> torch.Tensor:
+    """Rows of a per-code table (embedding rows, output-head rows or biases) for ``new_bins``
+    pitch levels, each new code taking its coarser code's row (`coarser_level`); rows past the
+    codes (start / stop tokens) are kept at the end. A warm start from a bundle with fewer
+    levels: the refined model starts out saying what the coarse one said.
+
+    Args:
+        split_mass: For output-head biases: lower each copy by the log of its row's copy count,
+            so the refined codes share their coarse code's probability instead of multiplying it.
+    """
+    old_codes, new_codes = N_PHONES * old_bins, N_PHONES * new_bins
+    extra = table.shape[0] - old_codes
+    if extra < 0:
+        raise ValueError(f"a table of {table.shape[0]} rows cannot hold {old_codes} codes")
+    source = [
+        coarser_level(code // N_PHONES, new_bins, old_bins) * N_PHONES + code % N_PHONES
+        for code in range(new_codes)
+    ]
+    index = torch.tensor(source + list(range(old_codes, old_codes + extra)))
+    out = table[index].clone()
+    if split_mass:
+        copies = torch.bincount(index, minlength=table.shape[0])[index]
+        out -= copies.to(out.dtype).log().reshape(-1, *([1] * (out.dim() - 1)))
+    return out
 
 
 def log_f0_stats(values: Sequence[torch.Tensor]) -> tuple[float, float]:
@@ -175,17 +233,20 @@ def log_f0_stats(values: Sequence[torch.Tensor]) -> tuple[float, float]:
 # Configs
 
 
-def small_config(size: str = "default") -> dict[str, Any]:
+def small_config(size: str = "default", pitch_bins: int = 3) -> dict[str, Any]:
     """The ``config`` section of a small bundle's ``bundle.json``.
 
     Args:
         size: ``default`` (the shipped model) or ``tiny`` (tests).
+        pitch_bins: Pitch levels per phone in the semantic codes (`PITCH_EDGES`).
     """
     from dubstudio.engine.s2m import S2MConfig
     from dubstudio.engine.t2s.config import ConformerConfig, T2SConfig
 
     tiny = size == "tiny"
-    bins = 3
+    if pitch_bins not in PITCH_EDGES or pitch_bins == 1:
+        raise ValueError(f"pitch bins must be 3 or 5, got {pitch_bins}")
+    bins = pitch_bins
     codes = N_PHONES * bins
     cond = ConformerConfig(
         output_size=16 if tiny else 96,

@@ -417,6 +417,27 @@ def test_pitch_codes_bin_voiced_phone_runs_against_the_speaker() -> None:
     assert log_f0_stats([]) == (float(np.log(120.0)), 0.15)
 
 
+def test_five_pitch_levels_split_the_outer_levels_of_three() -> None:
+    from dubstudio.engine.small import N_PHONES, PITCH_EDGES, coarser_level, pitch_codes
+
+    aa = PHONE_INDEX["aa"]
+    z = torch.tensor([-2.5, -1.0, -0.2, 0.0, 0.3, 1.0, 2.5, float("nan")])
+    phones = torch.full(z.shape, aa)
+    assert (pitch_codes(phones, z, 0.0, 1.0, 3) // N_PHONES).tolist() == [0, 0, 1, 1, 1, 2, 2, 1]
+    five = pitch_codes(phones, z, 0.0, 1.0, 5)
+    assert (five // N_PHONES).tolist() == [0, 1, 2, 2, 2, 3, 4, 2]
+    assert (five % N_PHONES == aa).all()
+    # Every 5-level code lies within the 3-level code of the same phone and log-F0.
+    rand = torch.randn(500) * 1.5
+    many = torch.full(rand.shape, aa)
+    fine = (pitch_codes(many, rand, 0.0, 1.0, 5) // N_PHONES).tolist()
+    coarse = (pitch_codes(many, rand, 0.0, 1.0, 3) // N_PHONES).tolist()
+    assert [coarser_level(x, 5, 3) for x in fine] == coarse
+    assert set(fine) == {0, 1, 2, 3, 4} and PITCH_EDGES[5][1:3] == PITCH_EDGES[3]
+    with pytest.raises(ValueError, match="pitch bins"):
+        pitch_codes(many, rand, 0.0, 1.0, 4)
+
+
 def test_a_fresh_export_has_the_shipped_bundles_inference_settings() -> None:
     """`dubstudio train export` writes `small_config("default")`: what the shipped bundle sets
     for inference (style fit, timbre match, repel, decoder schedule, sampling) must be there."""
