@@ -112,17 +112,18 @@ def refine_code_tables(
     for key, split_mass in CODE_TABLES.items():
         if key not in state or key not in own or state[key].shape == own[key].shape:
             continue
-        old_rows, new_rows = state[key].shape[0], own[key].shape[0]
-        change, rest = divmod(new_rows - old_rows, N_PHONES)
-        if rest or change <= 0 or state[key].shape[1:] != own[key].shape[1:]:
+        # Rows are codes (N_PHONES per level) plus at most two specials (start / stop).
+        (old_bins, old_specials), (new_bins, new_specials) = (
+            divmod(state[key].shape[0], N_PHONES),
+            divmod(own[key].shape[0], N_PHONES),
+        )
+        if (
+            old_specials != new_specials
+            or not old_bins < new_bins
+            or not {old_bins, new_bins} <= PITCH_EDGES.keys()
+            or state[key].shape[1:] != own[key].shape[1:]
+        ):
             continue  # not a pitch-level refinement: load_strict says what does not fit
-        extra = {new_rows - N_PHONES * b for b in PITCH_EDGES if 0 <= new_rows - N_PHONES * b <= 2}
-        if len(extra) != 1:
-            continue
-        (specials,) = extra
-        old_bins, new_bins = (old_rows - specials) // N_PHONES, (new_rows - specials) // N_PHONES
-        if old_bins not in PITCH_EDGES:
-            continue
         out[key] = expand_pitch_bins(state[key], old_bins, new_bins, split_mass=split_mass)
         log.info("%s: %s from %d to %d pitch levels", source, key, old_bins, new_bins)
     return out

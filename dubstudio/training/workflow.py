@@ -79,7 +79,7 @@ def run_stage(
     t2s_start_stage: int = 1,
     t2s_end_stage: int = 3,
     s2m_cross_prompt: float = 0.0,
-    pitch_bins: int | None = None,
+    pitch_bins: int = BINS,
     on_progress: Progress | None = None,
 ) -> Any:
     """Run one stage (``corpus``, ``timed-features``, ``tokenizer``, ``align``, ``features``,
@@ -87,7 +87,7 @@ def run_stage(
     they have no checkpoint yet; ``t2s_start_stage`` 2 skips T2S stage 1 and ``t2s_end_stage``
     2 stage 3 (see `recipes.train_t2s`); ``s2m_cross_prompt`` is the share of S2M prompts cut
     from another utterance of the speaker (see `recipes.train_s2m`); ``pitch_bins`` the pitch
-    levels of the codes ``features`` writes (the default `features.BINS`). The model stages
+    levels of the codes ``features`` writes. The model stages
     build their model for the pitch levels of the features they train on."""
     data, runs = Path(data), Path(runs)
     config = small_config(size)
@@ -99,7 +99,7 @@ def run_stage(
             data / "corpus",
             data / "features.pt",
             timed_only=stage == "timed-features",
-            bins=pitch_bins or BINS,
+            bins=pitch_bins,
             on_progress=on_progress,
         )
     if stage == "tokenizer":
