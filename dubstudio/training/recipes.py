@@ -113,10 +113,8 @@ def refine_code_tables(
         if key not in state or key not in own or state[key].shape == own[key].shape:
             continue
         # Rows are codes (N_PHONES per level) plus at most two specials (start / stop).
-        (old_bins, old_specials), (new_bins, new_specials) = (
-            divmod(state[key].shape[0], N_PHONES),
-            divmod(own[key].shape[0], N_PHONES),
-        )
+        old_bins, old_specials = divmod(state[key].shape[0], N_PHONES)
+        new_bins, new_specials = divmod(own[key].shape[0], N_PHONES)
         if (
             old_specials != new_specials
             or not old_bins < new_bins
