@@ -96,6 +96,12 @@ def register(subparsers: Any) -> None:
     ev.add_argument(
         "--emotion-lines", type=int, default=3, help="held-out sentences per emotion measure"
     )
+    ev.add_argument(
+        "--emotion-draws",
+        type=int,
+        default=1,
+        help="T2S draws (seeds) per emotion line, calm's included; the changes are of the means",
+    )
     ev.add_argument("--card", action="store_true", help="write the table into MODEL_CARD.md")
     ev.add_argument("--threads", type=int, default=1)
     ev.set_defaults(func=_run_eval)
@@ -201,7 +207,12 @@ def _run_eval(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(args.threads)
     results = evaluate(
-        args.model, args.data, args.runs, lines=args.lines, emotion_lines=args.emotion_lines
+        args.model,
+        args.data,
+        args.runs,
+        lines=args.lines,
+        emotion_lines=args.emotion_lines,
+        emotion_draws=args.emotion_draws,
     )
     table = format_table(results)
     print(table)

@@ -6,9 +6,10 @@ Measures (each printed in the table and written to MODEL_CARD.md):
 * speaker similarity (GE2E cosine): each render vs its own reference and vs every other
   speaker's reference; share of lines closer to their own;
 * budget compliance: renders in ``exact`` mode have exactly the requested sample count;
-* emotion: each emotion at weight 1 vs calm at the same exact budget: F0 median, F0 range
-  (p90 - p10), RMS energy; speaking rate from the T2S natural token count in free mode; the
-  same changes in that voice's own corpus recordings of the sentences, beside them;
+* emotion: each emotion at weight 1 vs calm at the same exact budget, over one or more T2S
+  draws per sentence (calm's too): F0 median, F0 range (p90 - p10), RMS energy; speaking rate
+  from the T2S natural token count in free mode; the same changes in that voice's own corpus
+  recordings of the sentences, beside them;
 * disentanglement: logistic-regression probe accuracy of the speaker from emotion vectors,
   the model entering stage 2 (no GRL) vs final (GRL), on held-out utterances; chance = 1 / speakers;
   the final model's accuracy per voice, and a probe over the training voices alone;
@@ -32,6 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from dubstudio.core.errors import ValidationError
 from dubstudio.core.model import EMOTION_NAMES
 from dubstudio.engine.analysis import pitch_track
 from dubstudio.engine.small import N_PHONES, collapse_repeats, edit_distance
@@ -132,13 +134,21 @@ def evaluate(
     *,
     lines: int = 6,
     emotion_lines: int = 1,
+    emotion_draws: int = 1,
     emotions: tuple[str, ...] = EMOTION_NAMES,
     seed: int = 0,
 ) -> EvalResults:
-    """Run every measure on a bundle (see the module docstring)."""
+    """Run every measure on a bundle (see the module docstring).
+
+    ``emotion_draws`` renders each emotion line (calm, the baseline, included) with that many
+    seeds from ``seed`` on: T2S samples each phone's pitch level, so one draw of calm moves the
+    range by a few Hz, and every emotion's change is read against that one draw."""
     import soundfile as sf
 
     from dubstudio.engine.api import EmotionRequest, SynthesisRequest, VoiceRef
+
+    if emotion_draws < 1:
+        raise ValidationError(f"emotion draws must be at least 1, not {emotion_draws}.")
     from dubstudio.engine.bundles import load_bundle
     from dubstudio.engine.pipeline import Synthesizer
     from dubstudio.engine.small import GE2EEncoder
@@ -326,21 +336,23 @@ def evaluate(
                 continue
             vec = tuple(1.0 if i == k else 0.0 for i in range(8))
             emo = EmotionRequest(mode="vector", vector=vec)
-            out = synth.synthesize(
-                SynthesisRequest(
-                    text=text,
-                    voice=vref,
-                    emotion=emo,
-                    sample_rate=22050,
-                    target_samples=round(2.8 * 22050),
-                    duration_mode="exact",
-                    seed=seed,
-                )
-            )
-            f0, rng_, en = prosody(out.audio, 22050)
             tokens = _natural_tokens(synth, comp, vref, emo, text, seed)
-            measures.setdefault(name, []).append((f0, rng_, en, tokens))
+            for draw in range(emotion_draws):
+                out = synth.synthesize(
+                    SynthesisRequest(
+                        text=text,
+                        voice=vref,
+                        emotion=emo,
+                        sample_rate=22050,
+                        target_samples=round(2.8 * 22050),
+                        duration_mode="exact",
+                        seed=seed + draw,
+                    )
+                )
+                f0, rng_, en = prosody(out.audio, 22050)
+                measures.setdefault(name, []).append((f0, rng_, en, tokens))
     res.emotion_rows = _changes_from_calm(measures)
+    res.data.update(emotion_lines=emotion_lines, emotion_draws=emotion_draws, emotion_voice=voice)
     # What the corpus recordings of the same sentences by that voice do (natural lengths; rate
     # from their durations): the direction each recipe really takes in the training data.
     recorded: dict[str, list[tuple[float, float, float, float]]] = {}
@@ -552,8 +564,8 @@ def format_table(res: EvalResults) -> str:
     lines += [f"| {a} | {b} |" for a, b in res.rows]
     lines += [
         "",
-        "Emotion at weight 1 vs calm, same exact budget (recipe direction in brackets: "
-        "pitch, range, energy, rate):",
+        f"Emotion at weight 1 vs calm, same exact budget{_emotion_sample(res)} (recipe "
+        "direction in brackets: pitch, range, energy, rate):",
         "",
         "| emotion | ΔF0 median (Hz) | ΔF0 range (Hz) | Δenergy (dB) | rate vs calm (free mode) |",
         "|---|---|---|---|---|",
@@ -581,6 +593,17 @@ def format_table(res: EvalResults) -> str:
             f"{agree}/{total}."
         )
     return "\n".join(lines)
+
+
+def _emotion_sample(res: EvalResults) -> str:
+    """', voice V, N sentences x K draws each' for the emotion table's heading ('' if unknown)."""
+    if "emotion_lines" not in res.data:
+        return ""
+    lines, draws = res.data["emotion_lines"], res.data["emotion_draws"]
+    sample = f"{lines} sentence{'s' * (lines != 1)}"
+    if draws > 1:
+        sample += f" × {draws} T2S draws each, calm's as well"
+    return f", voice {res.data['emotion_voice']}, {sample}"
 
 
 def direction_agreement(

@@ -481,7 +481,7 @@ def test_evaluate_measures_the_trained_bundle(trained: tuple[Path, Path, Path]) 
     from dubstudio.training.evaluate import evaluate, format_table
 
     data, runs, out = trained
-    res = evaluate(out, data, runs, lines=1, emotion_lines=1, emotions=("sad",))
+    res = evaluate(out, data, runs, lines=1, emotion_lines=1, emotion_draws=2, emotions=("sad",))
     rows = dict(res.rows)
     # Every line rendered to its exact budget; WER and similarity measured on real audio.
     done, asked = rows["exact-budget renders with exact length"].split("/")
@@ -502,7 +502,10 @@ def test_evaluate_measures_the_trained_bundle(trained: tuple[Path, Path, Path]) 
     # The corpus recordings of the voice: sad is slower than calm there (rate x0.8).
     source = dict((r[0], r[1:]) for r in res.source_emotion_rows)
     assert set(source) == {"sad", "calm"} and source["sad"][3] < 1.0
-    assert "| sad (" in format_table(res)
+    table = format_table(res)
+    assert "| sad (" in table and "1 sentence × 2 T2S draws each" in table
+    with pytest.raises(ValidationError, match="at least 1"):
+        evaluate(out, data, runs, lines=1, emotion_lines=1, emotion_draws=0)
 
 
 def test_five_pitch_levels_refine_a_three_level_bundle(
