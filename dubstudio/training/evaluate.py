@@ -143,12 +143,11 @@ def evaluate(
     ``emotion_draws`` renders each emotion line (calm, the baseline, included) with that many
     seeds from ``seed`` on: T2S samples each phone's pitch level, so one draw of calm moves the
     range by a few Hz, and every emotion's change is read against that one draw."""
+    if emotion_draws < 1:
+        raise ValidationError(f"emotion draws must be at least 1, not {emotion_draws}.")
     import soundfile as sf
 
     from dubstudio.engine.api import EmotionRequest, SynthesisRequest, VoiceRef
-
-    if emotion_draws < 1:
-        raise ValidationError(f"emotion draws must be at least 1, not {emotion_draws}.")
     from dubstudio.engine.bundles import load_bundle
     from dubstudio.engine.pipeline import Synthesizer
     from dubstudio.engine.small import GE2EEncoder
