@@ -74,6 +74,13 @@ def register(subparsers: Any) -> None:
         "inference (each such step costs about three plain ones)",
     )
     train.add_argument(
+        "--s2m-calm-prompts",
+        action="store_true",
+        help="cut those S2M prompts from the speaker's calm readings and give the decoder a "
+        "calm reading's style vector, as at inference (emotions then reach the decoder through "
+        "the codes and GPT latents only)",
+    )
+    train.add_argument(
         "--pitch-bins",
         type=int,
         choices=(3, 5),
@@ -145,6 +152,8 @@ def _run_parallel(
                "--runs", args.runs, "--size", args.size, "--steps", str(cap),
                "--minutes", str(mins), "--seed", str(args.seed), "--threads", "1",
                "--s2m-cross-prompt", str(args.s2m_cross_prompt)]  # fmt: skip
+        if args.s2m_calm_prompts:
+            cmd.append("--s2m-calm-prompts")
         if args.init:
             cmd += ["--init", args.init, "--t2s-start-stage", str(args.t2s_start_stage)]
         cmd += ["--t2s-end-stage", str(args.t2s_end_stage)]
@@ -192,6 +201,7 @@ def _run_stages(
                 t2s_start_stage=args.t2s_start_stage,
                 t2s_end_stage=args.t2s_end_stage,
                 s2m_cross_prompt=args.s2m_cross_prompt,
+                s2m_calm_prompts=args.s2m_calm_prompts,
                 pitch_bins=args.pitch_bins,
                 on_progress=_progress,
             )

@@ -643,6 +643,7 @@ def train_s2m(
     crop: int = 256,
     lr: float = 5e-4,
     cross_prompt: float = 0.0,
+    calm_prompts: bool = False,
     prompt_frames: tuple[int, int] = (64, 160),
     init: Path | None = None,
     on_progress: Progress | None = None,
@@ -657,7 +658,11 @@ def train_s2m(
     probability ``cross_prompt``, a ``prompt_frames`` long piece of another utterance of the
     same (pseudo-)speaker placed before the crop — as at inference, where the prompt is a
     reference clip of other words, so the decoder learns to take the voice from it — and
-    otherwise a random 0–40 % prefix of the crop.
+    otherwise a random 0–40 % prefix of the crop. With ``calm_prompts`` the decoder is
+    conditioned as at inference, where the voice's clip is a calm reading: those other
+    utterances are the speaker's calm ones, and every crop's style vector is a calm
+    utterance's (the prompt's, or another's) instead of its own, so an emotion has to reach
+    the decoder through the codes and GPT latents rather than through the prompt and style.
 
     Returns:
         (s2m, reference) with the trained embedding in ``reference``.
@@ -709,7 +714,9 @@ def train_s2m(
              "step": step, "elapsed": prior + time.monotonic() - start}
         )  # fmt: skip
 
-    batches = _S2MBatches(items, s2m, emb, teacher, rng, crop, cross_prompt, prompt_frames)
+    batches = _S2MBatches(
+        items, s2m, emb, teacher, rng, crop, cross_prompt, prompt_frames, calm_prompts
+    )
     while progress() < 1.0:
         _set_lr(opt, lr, step, progress())
         x1, lens, prompt, cond_b, style = batches.batch(batch)
@@ -732,7 +739,10 @@ def train_s2m(
 class _S2MBatches:
     """S2M training batches: crops of random utterances with their regulated content, each with
     a prompt — with probability ``cross_prompt`` a piece of another utterance of the same
-    (pseudo-)speaker placed before the crop, otherwise a random 0–40 % prefix of the crop."""
+    (pseudo-)speaker placed before the crop, otherwise a random 0–40 % prefix of the crop.
+    With ``calm_prompts`` that other utterance is one of the speaker's calm readings, and each
+    crop's style vector a calm reading's (see `train_s2m`); a speaker without calm readings
+    keeps its own."""
 
     def __init__(
         self,
@@ -744,12 +754,22 @@ class _S2MBatches:
         crop: int,
         cross_prompt: float,
         prompt_frames: tuple[int, int],
+        calm_prompts: bool = False,
     ) -> None:
         self.items, self.s2m, self.emb, self.teacher, self.rng = items, s2m, emb, teacher, rng
         self.crop, self.cross_prompt, self.prompt_frames = crop, cross_prompt, prompt_frames
         self.by_speaker: dict[str, list[int]] = {}
+        calm: dict[str, list[int]] = {}
         for i, it in enumerate(items):
             self.by_speaker.setdefault(speaker_of(it.utt), []).append(i)
+            if it.utt.style == "calm":
+                calm.setdefault(speaker_of(it.utt), []).append(i)
+        # Where prompts and styles come from, per speaker.
+        self.prompt_pool = (
+            {s: calm.get(s) or pool for s, pool in self.by_speaker.items()}
+            if calm_prompts else self.by_speaker
+        )  # fmt: skip
+        self.calm_prompts = calm_prompts
 
     def _content(self, idx: int, lat: torch.Tensor | None) -> torch.Tensor:
         """(F, C) content of item ``idx`` regulated to its mel frames."""
@@ -766,7 +786,7 @@ class _S2MBatches:
         items, rng = self.items, self.rng
         pick = [rng.randrange(len(items)) for _ in range(size)]
         prompt_of = [
-            rng.choice(self.by_speaker[speaker_of(items[i].utt)])
+            rng.choice(self.prompt_pool[speaker_of(items[i].utt)])
             if rng.random() < self.cross_prompt else None
             for i in pick
         ]  # fmt: skip
@@ -793,7 +813,14 @@ class _S2MBatches:
         cond_b, lens = _pad_frames(conds)
         mel_b, _ = _pad_frames(mels)
         # Padding frames are outside the lengths (masked from loss and attention).
-        style = torch.stack([items[i].style for i in pick])
+        if self.calm_prompts:
+            style_of = [
+                j if j is not None else rng.choice(self.prompt_pool[speaker_of(items[i].utt)])
+                for i, j in zip(pick, prompt_of, strict=True)
+            ]  # fmt: skip
+        else:
+            style_of = pick
+        style = torch.stack([items[i].style for i in style_of])
         return mel_b.transpose(1, 2), lens, torch.tensor(prompt_lens), cond_b, style
 
 

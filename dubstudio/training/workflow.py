@@ -79,6 +79,7 @@ def run_stage(
     t2s_start_stage: int = 1,
     t2s_end_stage: int = 3,
     s2m_cross_prompt: float = 0.0,
+    s2m_calm_prompts: bool = False,
     pitch_bins: int = BINS,
     on_progress: Progress | None = None,
 ) -> Any:
@@ -86,9 +87,10 @@ def run_stage(
     ``t2s``, ``s2m``, ``t2e``); ``init`` is a bundle directory T2S and S2M start from when
     they have no checkpoint yet; ``t2s_start_stage`` 2 skips T2S stage 1 and ``t2s_end_stage``
     2 stage 3 (see `recipes.train_t2s`); ``s2m_cross_prompt`` is the share of S2M prompts cut
-    from another utterance of the speaker (see `recipes.train_s2m`); ``pitch_bins`` the pitch
-    levels of the codes ``features`` writes. The model stages
-    build their model for the pitch levels of the features they train on."""
+    from another utterance of the speaker and ``s2m_calm_prompts`` makes those utterances, and
+    the style vectors, the speaker's calm readings (see `recipes.train_s2m`); ``pitch_bins``
+    the pitch levels of the codes ``features`` writes. The model stages build their model for
+    the pitch levels of the features they train on."""
     data, runs = Path(data), Path(runs)
     config = small_config(size)
     budget = recipes.Budget(steps, minutes * 60.0)
@@ -152,6 +154,7 @@ def run_stage(
             batch=8 if size == "default" else 4,
             crop=160,
             cross_prompt=s2m_cross_prompt,
+            calm_prompts=s2m_calm_prompts,
             init=init,
             on_progress=on_progress,
         )

@@ -338,6 +338,61 @@ def test_s2m_prompts_are_own_prefixes_or_other_utterances_of_the_speaker(
         ), "the prompt is a piece of another utterance of the speaker, with its content"
 
 
+@pytest.mark.parametrize("cross", [0.0, 1.0])
+def test_calm_prompts_condition_s2m_on_the_speakers_calm_readings(
+    trained: tuple[Path, Path, Path], cross: float
+) -> None:
+    """With calm prompts every crop's style vector is one of its speaker's calm readings', and
+    a cross prompt is a piece of such a reading, whatever the crop's own emotion; a speaker
+    with no calm reading keeps its own readings."""
+    import random
+
+    from dubstudio.training import recipes, workflow
+    from dubstudio.training.corpus import speaker_of
+    from dubstudio.training.features import Item
+    from dubstudio.training.workflow import train_items
+
+    data, _, _ = trained
+    items = train_items(data)
+    mods = workflow.build_modules(workflow.small_config("tiny"))
+    s2m, emb = mods["s2m"], mods["reference"].embedding  # type: ignore[union-attr]
+    batches = recipes._S2MBatches(
+        items, s2m, emb, None, random.Random(3), 40, cross, (10, 30), calm_prompts=True
+    )
+    pool: dict[str, list[Item]] = {}
+    for it in items:
+        pool.setdefault(speaker_of(it.utt), []).append(it)
+    pool = {s: [it for it in its if it.utt.style == "calm"] or its for s, its in pool.items()}
+    seen_emotional = 0
+    with torch.no_grad():
+        for _ in range(4):
+            x1, lens, prompt, _, style = batches.batch(6)
+            for b in range(6):
+                n, p = int(lens[b]), int(prompt[b])
+                crop = x1[b, :, p:n]
+                # Silent frames may repeat across utterances: every exact source is a candidate.
+                targets = [
+                    it for it in items
+                    if any(
+                        torch.equal(it.mel[:, a : a + n - p], crop)
+                        for a in range(it.mel.shape[-1] - (n - p) + 1)
+                    )
+                ]  # fmt: skip
+                own = [it for t in targets for it in pool[speaker_of(t.utt)]]
+                seen_emotional += all(
+                    t.utt.style != "calm" and pool[speaker_of(t.utt)][0].utt.style == "calm"
+                    for t in targets
+                )
+                assert any(torch.equal(style[b], it.style) for it in own)
+                if cross == 1.0:
+                    assert any(
+                        torch.equal(it.mel[:, a : a + p], x1[b, :, :p])
+                        for it in own
+                        for a in range(it.mel.shape[-1] - p + 1)
+                    ), "the prompt is a piece of one of the speaker's calm readings"
+    assert seen_emotional, "some crops were emotional readings of a speaker with calm ones"
+
+
 def _assert_same_parts(root: Path, source: Path, parts: tuple[str, ...]) -> None:
     """The bundle ``root`` holds exactly ``source``'s weights for each of ``parts``."""
     from dubstudio.engine.checkpoints import read_state_dict
@@ -378,21 +433,27 @@ def test_s2m_alone_continues_on_the_init_bundle_and_exports_its_other_parts(
 def test_cross_prompt_share_reaches_s2m_training_from_the_command_line(
     trained: tuple[Path, Path, Path], tmp_path: Path
 ) -> None:
-    """``--s2m-cross-prompt`` is parsed and reaches S2M training; a share outside 0-1 is
-    refused with a message naming the option's range (which prompts a share gives is
-    `test_s2m_prompts_are_own_prefixes_or_other_utterances_of_the_speaker`)."""
+    """``--s2m-cross-prompt`` and ``--s2m-calm-prompts`` are parsed and reach S2M training; a
+    share outside 0-1 is refused with a message naming the option's range (which prompts they
+    give is `test_s2m_prompts_are_own_prefixes_or_other_utterances_of_the_speaker` and
+    `test_calm_prompts_condition_s2m_on_the_speakers_calm_readings`)."""
     from dubstudio.cli import build_parser
     from dubstudio.training import workflow
 
     data, runs_trained, out = trained
     args = build_parser().parse_args(["train", "s2m", "--s2m-cross-prompt", "1"])
-    assert args.s2m_cross_prompt == 1.0
+    assert args.s2m_cross_prompt == 1.0 and not args.s2m_calm_prompts
+    args = build_parser().parse_args(
+        ["train", "s2m", "--s2m-cross-prompt", "1", "--s2m-calm-prompts"]
+    )
+    assert args.s2m_calm_prompts
     runs = tmp_path / "runs"
     runs.mkdir()
     shutil.copy(runs_trained / "tokenizer.ckpt", runs / "tokenizer.ckpt")
     workflow.run_stage(
-        "s2m", data, runs, size="tiny", steps=2, init=out, s2m_cross_prompt=args.s2m_cross_prompt
-    )
+        "s2m", data, runs, size="tiny", steps=2, init=out,
+        s2m_cross_prompt=args.s2m_cross_prompt, s2m_calm_prompts=args.s2m_calm_prompts,
+    )  # fmt: skip
     log = [json.loads(x) for x in (runs / "s2m.log").read_text().splitlines()]
     assert log[-1]["step"] == 2 and np.isfinite(log[-1]["loss"])
     with pytest.raises(ValidationError, match="between 0 and 1"):
