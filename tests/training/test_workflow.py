@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
@@ -15,6 +17,9 @@ import torch
 from dubstudio.core.errors import ValidationError
 from dubstudio.training.corpus import SHIFTS, CorpusPlan, make_sentences, read_metadata
 from dubstudio.training.evaluate import prosody, wer
+
+if TYPE_CHECKING:
+    from dubstudio.training.features import Item
 
 pytestmark = pytest.mark.skipif(
     shutil.which("flite") is None or shutil.which("pico2wave") is None,
@@ -285,6 +290,18 @@ def test_warm_start_begins_from_the_bundle_weights(
     assert float((s2m["embedding"]["weight"] - emb).abs().max()) < 1e-4
 
 
+def _exact_sources(items: Sequence[Item], piece: torch.Tensor) -> list[tuple[int, int]]:
+    """(item, offset) whose mel holds ``piece`` (M, n) exactly (silent frames may repeat
+    across utterances, so there can be several)."""
+    n = piece.shape[-1]
+    return [
+        (i, a)
+        for i, it in enumerate(items)
+        for a in range(it.mel.shape[-1] - n + 1)
+        if torch.equal(it.mel[:, a : a + n], piece)
+    ]
+
+
 @pytest.mark.parametrize("cross", [0.0, 1.0])
 def test_s2m_prompts_are_own_prefixes_or_other_utterances_of_the_speaker(
     trained: tuple[Path, Path, Path], cross: float
@@ -303,16 +320,6 @@ def test_s2m_prompts_are_own_prefixes_or_other_utterances_of_the_speaker(
     s2m, emb = mods["s2m"], mods["reference"].embedding  # type: ignore[union-attr]
     batches = recipes._S2MBatches(items, s2m, emb, None, random.Random(1), 40, cross, (10, 30))
 
-    def sources(piece: torch.Tensor) -> list[tuple[int, int]]:
-        """(item, offset) whose mel holds ``piece`` (M, n) exactly."""
-        n = piece.shape[-1]
-        return [
-            (i, a)
-            for i, it in enumerate(items)
-            for a in range(it.mel.shape[-1] - n + 1)
-            if torch.equal(it.mel[:, a : a + n], piece)
-        ]
-
     with torch.no_grad():
         x1, lens, prompt, cond, style = batches.batch(6)
     for b in range(6):
@@ -320,7 +327,7 @@ def test_s2m_prompts_are_own_prefixes_or_other_utterances_of_the_speaker(
         # Silent frames may repeat across utterances, so every exact source is a candidate.
         targets = [
             (i, a)
-            for i, a in sources(x1[b, :, p:n])
+            for i, a in _exact_sources(items, x1[b, :, p:n])
             if torch.equal(style[b], items[i].style)
             and torch.equal(cond[b, p:n], batches._content(i, None)[a : a + n - p])
         ]
@@ -334,7 +341,7 @@ def test_s2m_prompts_are_own_prefixes_or_other_utterances_of_the_speaker(
         assert any(
             speaker_of(items[j].utt) in speakers
             and torch.equal(cond[b, :p], batches._content(j, None)[off : off + p])
-            for j, off in sources(x1[b, :, :p])
+            for j, off in _exact_sources(items, x1[b, :, :p])
         ), "the prompt is a piece of another utterance of the speaker, with its content"
 
 
@@ -349,7 +356,6 @@ def test_calm_prompts_condition_s2m_on_the_speakers_calm_readings(
 
     from dubstudio.training import recipes, workflow
     from dubstudio.training.corpus import speaker_of
-    from dubstudio.training.features import Item
     from dubstudio.training.workflow import train_items
 
     data, _, _ = trained
@@ -369,15 +375,8 @@ def test_calm_prompts_condition_s2m_on_the_speakers_calm_readings(
             x1, lens, prompt, _, style = batches.batch(6)
             for b in range(6):
                 n, p = int(lens[b]), int(prompt[b])
-                crop = x1[b, :, p:n]
-                # Silent frames may repeat across utterances: every exact source is a candidate.
-                targets = [
-                    it for it in items
-                    if any(
-                        torch.equal(it.mel[:, a : a + n - p], crop)
-                        for a in range(it.mel.shape[-1] - (n - p) + 1)
-                    )
-                ]  # fmt: skip
+                # Every exact source of the crop is a candidate.
+                targets = [items[i] for i in {i for i, _ in _exact_sources(items, x1[b, :, p:n])}]
                 own = [it for t in targets for it in pool[speaker_of(t.utt)]]
                 seen_emotional += all(
                     t.utt.style != "calm" and pool[speaker_of(t.utt)][0].utt.style == "calm"
@@ -385,10 +384,9 @@ def test_calm_prompts_condition_s2m_on_the_speakers_calm_readings(
                 )
                 assert any(torch.equal(style[b], it.style) for it in own)
                 if cross == 1.0:
+                    own_ids = {id(it) for it in own}
                     assert any(
-                        torch.equal(it.mel[:, a : a + p], x1[b, :, :p])
-                        for it in own
-                        for a in range(it.mel.shape[-1] - p + 1)
+                        id(items[j]) in own_ids for j, _ in _exact_sources(items, x1[b, :, :p])
                     ), "the prompt is a piece of one of the speaker's calm readings"
     assert seen_emotional, "some crops were emotional readings of a speaker with calm ones"
 
