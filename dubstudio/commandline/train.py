@@ -44,6 +44,12 @@ def register(subparsers: Any) -> None:
         help="corpus: only the held-out split, enough for 'dubstudio eval' (1,920 utterances)",
     )
     train.add_argument(
+        "--range-for-every-engine",
+        action="store_true",
+        help="corpus: give the RHVoice and Pico voices (no range control) their style's pitch "
+        "range by WORLD resynthesis too",
+    )
+    train.add_argument(
         "--tokenizer-minutes", type=float, default=5.0, help="time cap of the tokenizer in 'all'"
     )
     train.add_argument(
@@ -174,6 +180,7 @@ def _run_stages(
         train_sentences=args.sentences,
         test_sentences=args.test_sentences,
         test_only=args.test_only,
+        range_for_every_engine=args.range_for_every_engine,
     )
     init = None
     if args.init:

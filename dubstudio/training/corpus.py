@@ -23,11 +23,13 @@ The eight styles are prosody recipes (a stand-in for an emotional data set, used
 such): rate (Flite ``duration_stretch`` = 1 / rate, RHVoice ``-r``, Pico ``<speed>``), pitch
 level (Flite ``int_f0_target_mean`` relative to the voice's calm mean, RHVoice ``-t``, Pico
 ``<pitch>``), pitch range (``int_f0_target_stddev`` relative to calm; RHVoice and Pico have no
-range control, so their styles keep the voice's own range) and loudness (gain in dB applied to
-the samples). Flite's ``rms`` ignores the ``int_f0_target_*`` settings (its F0 is the same
-whatever they say), so its styles get their pitch level and range afterwards, by WORLD
-analysis and resynthesis with the F0 contour scaled around its mean (`scale_pitch`); its calm
-utterances, which ask for no change, stay the engine's own output.
+range control, so their styles keep the voice's own range, or with
+``CorpusPlan.range_for_every_engine`` get it afterwards by WORLD resynthesis, `scale_pitch`,
+the level staying the engine's) and loudness (gain in dB applied to the samples). Flite's
+``rms`` ignores the ``int_f0_target_*`` settings (its F0 is the same whatever they say), so
+its styles get their pitch level and range afterwards, by WORLD analysis and resynthesis with
+the F0 contour scaled around its mean (`scale_pitch`); calm utterances, which ask for no
+change, stay the engine's own output.
 """
 
 from __future__ import annotations
@@ -110,6 +112,9 @@ HELDOUT_VOICES = ("rms",)
 #: Voices whose engine ignores the pitch settings: `synthesize` applies the style's pitch level
 #: and range to their output with `scale_pitch`.
 PITCH_BY_RESYNTHESIS = frozenset({"rms"})
+#: Voices whose engine sets the pitch level but has no range control (RHVoice, Pico): with
+#: ``range_for_every_engine`` `synthesize` applies the style's range alone with `scale_pitch`.
+RANGE_BY_RESYNTHESIS = frozenset(UNTIMED_VOICES)
 #: Timbre shifts (cents) drawn for training utterances.
 SHIFTS = (-300, -150, 0, 150, 300)
 
@@ -306,9 +311,18 @@ def _require(engine: str) -> None:
 
 
 def synthesize(
-    text: str, voice: str, style: StyleRecipe, out_wav: Path, shift: int = 0
+    text: str,
+    voice: str,
+    style: StyleRecipe,
+    out_wav: Path,
+    shift: int = 0,
+    *,
+    range_for_every_engine: bool = False,
 ) -> tuple[np.ndarray, list[tuple[str, float]]]:
     """Synthesize one utterance in a style with the voice's engine, then shift its timbre.
+
+    With ``range_for_every_engine`` a voice whose engine has no range control still gets the
+    style's pitch range (`RANGE_BY_RESYNTHESIS`).
 
     Returns:
         (samples (N,) float32 at 16 kHz after the gain, phone timings [(phone, end_s)]).
@@ -321,9 +335,14 @@ def synthesize(
     engine = engine_of(voice)
     _require(engine)
     phones = _ENGINES[engine](text, voice, style, out_wav)
-    if voice in PITCH_BY_RESYNTHESIS and (style.pitch, style.pitch_range) != (1.0, 1.0):
+    level = style.pitch if voice in PITCH_BY_RESYNTHESIS else 1.0
+    resynthesized = PITCH_BY_RESYNTHESIS | (
+        RANGE_BY_RESYNTHESIS if range_for_every_engine else frozenset()
+    )
+    spread = style.pitch_range if voice in resynthesized else 1.0
+    if (level, spread) != (1.0, 1.0):
         audio, rate = sf.read(str(out_wav), dtype="float64")
-        audio = scale_pitch(audio, rate, style.pitch, style.pitch_range)
+        audio = scale_pitch(audio, rate, level, spread)
         sf.write(str(out_wav), audio.astype(np.float32), rate, subtype="PCM_16")
     if shift:
         if shutil.which("sox") is None:
@@ -495,6 +514,9 @@ class CorpusPlan:
         seed: Seed of sentences and style choices.
         test_only: Synthesize only the held-out split (the same sentences and voices as the
             full plan): what `dubstudio eval` needs to measure a bundle.
+        range_for_every_engine: Give the voices whose engine has no range control their
+            style's pitch range too, by WORLD resynthesis (`RANGE_BY_RESYNTHESIS`). Off by
+            default: the corpus the bundled model's emotion conditioner was trained on.
     """
 
     train_sentences: int = 600
@@ -505,6 +527,7 @@ class CorpusPlan:
     shifts: tuple[int, ...] = SHIFTS
     seed: int = 1234
     test_only: bool = False
+    range_for_every_engine: bool = False
 
 
 def plan_items(plan: CorpusPlan) -> Iterator[tuple[str, str, str, str, int]]:
@@ -551,12 +574,24 @@ def build_corpus(
         for split, voice, style, text, shift in plan_items(plan)
     ]
     todo = [item for item in items if item[0] not in done]
-    (out / "plan.json").write_text(json.dumps(asdict(plan), indent=2))
+    plan_path = out / "plan.json"
+    if done and plan_path.is_file():
+        made = bool(json.loads(plan_path.read_text(encoding="utf-8")).get("range_for_every_engine"))
+        if made != plan.range_for_every_engine:
+            raise ValidationError(
+                f"{out} was made with range_for_every_engine={made}; "
+                "resuming it with the other setting would mix two corpora. Use another --data "
+                "directory, or remove this one."
+            )
+    plan_path.write_text(json.dumps(asdict(plan), indent=2))
 
     def make(item: tuple[str, str, str, str, str, int]) -> Utterance:
         uid, split, voice, style, text, shift = item
         wav = out / "wavs" / f"{uid}.wav"
-        audio, phones = synthesize(text, voice, STYLES[style], wav, shift)
+        audio, phones = synthesize(
+            text, voice, STYLES[style], wav, shift,
+            range_for_every_engine=plan.range_for_every_engine,
+        )  # fmt: skip
         duration = len(audio) / SAMPLE_RATE
         return Utterance(uid, voice, style, text, split, f"wavs/{uid}.wav", duration, phones, shift)
 

@@ -127,6 +127,54 @@ def test_a_voice_that_ignores_pitch_settings_still_gets_its_styles_pitch(tmp_pat
     assert float(log_f0(narrow).std()) < 0.8 * float(log_f0(wide).std())
 
 
+def test_a_voice_without_range_control_gets_its_styles_range_on_request(tmp_path: Path) -> None:
+    """Pico sets the pitch level but has no range control: by default its styles keep its own
+    range; with ``range_for_every_engine`` WORLD resynthesis scales the log-F0 spread by the
+    recipe's range (sad x0.5, surprised x1.9), the level staying Pico's."""
+    from dubstudio.engine.analysis import pitch_track
+    from dubstudio.training.corpus import STYLES, synthesize
+
+    text = "The captain sold a warm blanket next to the church."
+
+    def measure(style: str, resynthesize: bool) -> tuple[float, float]:
+        """(spread p90 - p10 of log-F0, median F0) of one rendering."""
+        wav = tmp_path / f"{style}-{resynthesize}.wav"
+        audio = synthesize(
+            text, "pico-us", STYLES[style], wav, range_for_every_engine=resynthesize
+        )[0]
+        f0 = pitch_track(audio, 16000, 160)
+        log_f0 = f0[f0 > 0].log()
+        return float(log_f0.quantile(0.9) - log_f0.quantile(0.1)), float(log_f0.median().exp())
+
+    calm = measure("calm", True)
+    assert measure("calm", False) == calm, "calm asks for no change: the engine's own output"
+    sad, surprised = measure("sad", True), measure("surprised", True)
+    assert sad[0] < 0.7 * calm[0] < 0.7 * 0.7 * surprised[0]
+    assert 0.80 < sad[1] / calm[1] < 0.95  # the engine's x0.88
+    assert 1.15 < surprised[1] / calm[1] < 1.45  # the engine's x1.28
+    own = measure("sad", False)
+    assert 0.8 * calm[0] < own[0] < 1.25 * calm[0], "by default Pico keeps its own range"
+
+
+def test_a_corpus_is_not_resumed_with_the_other_range_setting(tmp_path: Path) -> None:
+    """Resuming a corpus made with the other ``range_for_every_engine`` would mix two corpora:
+    refused before anything is synthesized, the corpus left as it was."""
+    from dataclasses import asdict
+
+    from dubstudio.training.corpus import build_corpus
+
+    made = CorpusPlan(train_sentences=1, test_sentences=1, range_for_every_engine=True)
+    (tmp_path / "plan.json").write_text(json.dumps(asdict(made)))
+    meta = tmp_path / "metadata.jsonl"
+    meta.write_text(json.dumps({"uid": "train-slt-calm-0000000000"}) + "\n")
+    before = meta.read_text()
+    with pytest.raises(ValidationError, match="range_for_every_engine=True"):
+        build_corpus(tmp_path, CorpusPlan(train_sentences=1, test_sentences=1))
+    assert not any((tmp_path / "wavs").iterdir())
+    assert json.loads((tmp_path / "plan.json").read_text())["range_for_every_engine"] is True
+    assert meta.read_text() == before
+
+
 def test_codes_are_phone_classes_with_pitch_bins(trained: tuple[Path, Path, Path]) -> None:
     from dubstudio.engine.small import N_PHONES, VOICED_PHONES
     from dubstudio.engine.text.phonemes import PHONES
