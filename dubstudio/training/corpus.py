@@ -114,7 +114,7 @@ HELDOUT_VOICES = ("rms",)
 PITCH_BY_RESYNTHESIS = frozenset({"rms"})
 #: Voices whose engine sets the pitch level but has no range control (RHVoice, Pico): with
 #: ``range_for_every_engine`` `synthesize` applies the style's range alone with `scale_pitch`.
-RANGE_BY_RESYNTHESIS = frozenset(UNTIMED_VOICES)
+RANGE_BY_RESYNTHESIS = UNTIMED_VOICES
 #: Timbre shifts (cents) drawn for training utterances.
 SHIFTS = (-300, -150, 0, 150, 300)
 
@@ -335,11 +335,10 @@ def synthesize(
     engine = engine_of(voice)
     _require(engine)
     phones = _ENGINES[engine](text, voice, style, out_wav)
-    level = style.pitch if voice in PITCH_BY_RESYNTHESIS else 1.0
-    resynthesized = PITCH_BY_RESYNTHESIS | (
-        RANGE_BY_RESYNTHESIS if range_for_every_engine else frozenset()
-    )
-    spread = style.pitch_range if voice in resynthesized else 1.0
+    by_pitch = voice in PITCH_BY_RESYNTHESIS
+    by_range = by_pitch or (range_for_every_engine and voice in RANGE_BY_RESYNTHESIS)
+    level = style.pitch if by_pitch else 1.0
+    spread = style.pitch_range if by_range else 1.0
     if (level, spread) != (1.0, 1.0):
         audio, rate = sf.read(str(out_wav), dtype="float64")
         audio = scale_pitch(audio, rate, level, spread)
