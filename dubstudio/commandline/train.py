@@ -9,7 +9,7 @@ from typing import Any
 
 STAGES = (
     "corpus", "timed-features", "tokenizer", "align", "features", "t2s", "s2m", "t2e", "export",
-    "all",
+    "range", "all",
 )  # fmt: skip
 
 
@@ -194,6 +194,21 @@ def _run_stages(
                 args.data, args.runs, args.out, size=args.size, name=args.name, init=init
             )
             print(f"bundle written to {path}")
+        elif stage == "range":
+            path = _range_target(args, init)
+            from dubstudio.core.model import EMOTION_NAMES
+
+            fit = workflow.fit_bundle_range(args.data, path, seed=args.seed, on_progress=_progress)
+            print(
+                f"\nemotion range of {path}, from {fit.recordings} recordings and "
+                f"{fit.renders} lines x 8 renders (log ratio of log-F0 spreads against calm; "
+                "corpus - model = added):"
+            )
+            for name, rec, ren, add in zip(
+                EMOTION_NAMES, fit.recorded.tolist(), fit.rendered.tolist(),
+                fit.style_log.tolist(), strict=True,
+            ):  # fmt: skip
+                print(f"  {name:12s} {rec:+.3f} - {ren:+.3f} = {add:+.3f}")
         else:
             result = workflow.run_stage(
                 stage,
@@ -236,3 +251,17 @@ def _run_eval(args: argparse.Namespace) -> int:
     if args.card:
         print(f"written to {write_card(args.model, table)}")
     return 0
+
+
+def _range_target(args: argparse.Namespace, init: Any) -> Any:
+    """The bundle `train range` fits: ``--out``, first copied from ``--init`` when that is
+    another bundle."""
+    import shutil
+    from pathlib import Path
+
+    out = Path(args.out)
+    if init is not None and out.resolve() != Path(init).resolve():
+        shutil.copytree(init, out, dirs_exist_ok=True)
+    if not (out / "bundle.json").is_file():
+        raise SystemExit(f"train range: {out} is not a bundle; pass --init BUNDLE to copy one.")
+    return out

@@ -56,6 +56,7 @@ from dubstudio.engine.audio import (
 )
 from dubstudio.engine.bundles import KIND_OFFICIAL, KIND_SMALL, ModelBundle, load_bundle
 from dubstudio.engine.device import autocast_context, cpu_bf16_autocast, select_device
+from dubstudio.engine.intonation import scale_pitch_range
 from dubstudio.engine.reference import (
     CodeEmbedder,
     ReferenceEncoder,
@@ -64,11 +65,26 @@ from dubstudio.engine.reference import (
 )
 from dubstudio.engine.t2s.emotion import (
     EmotionLoudness,
+    EmotionRange,
     emotion_vector_from_weights,
     mix_weights,
 )
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class _ProsodyChange:
+    """What a line's emotion changes after the vocoder, against the voice's own reading.
+
+    Attributes:
+        level_db: Level change in dB (`EngineComponents.emotion_loudness`).
+        log_range: Log of the pitch-range factor (`EngineComponents.emotion_range`).
+    """
+
+    level_db: float = 0.0
+    log_range: float = 0.0
+
 
 #: Largest final trim/pad (samples at the output rate) after resampling; anything larger is a bug.
 MAX_FINAL_FIX = 3
@@ -130,6 +146,11 @@ class EngineComponents:
             (`audio.with_gain`), so the vocoder is never driven past the levels it learnt;
             peaks the gain would put past full scale go through a look-ahead limiter
             (`audio.limit_peaks`), so a loud emotion keeps its level.
+        emotion_range: How much further each emotion's pitch range has to move than the
+            decoder moves it (`t2s.emotion.EmotionRange`), or None. With it the vocoder's
+            output of an emotional line has its log-F0 contour scaled around its median by
+            ``exp(change)`` (`intonation.scale_pitch_range`; before the level is set); lines
+            in the voice's own emotion and calm lines are not touched.
         t2s_candidates: T2S samples decoded per segment (in the same batch); the one that
             ``code_ranker`` scores lowest is kept (the earliest on a tie). 1 = plain sampling.
         emotion_guidance: Weight w of emotion guidance in T2S sampling for lines that ask for
@@ -164,6 +185,7 @@ class EngineComponents:
     speaker_encoder: Any = None
     mel_speaker_encoder: Any = None
     emotion_loudness: EmotionLoudness | None = None
+    emotion_range: EmotionRange | None = None
     t2s_candidates: int = 1
     emotion_guidance: float = 0.0
     code_ranker: Callable[[torch.Tensor, torch.Tensor], float] | None = None
@@ -587,21 +609,25 @@ class Synthesizer:
         """(1, D) emotion vector for the request's emotion mode (ENGINE_SPEC §2.4)."""
         return self._emotion(request, voice)[0]
 
-    def _emotion(self, request: SynthesisRequest, voice: _VoiceState) -> tuple[torch.Tensor, float]:
+    def _emotion(
+        self, request: SynthesisRequest, voice: _VoiceState
+    ) -> tuple[torch.Tensor, _ProsodyChange]:
         """(1, D) emotion vector for the request's emotion mode (ENGINE_SPEC §2.4), and the
-        level change in dB against the voice's own reading that the bundle's emotion loudness
-        gives it (0 without one)."""
+        changes against the voice's own reading that the bundle's emotion loudness and emotion
+        range give it (none without them)."""
         emotion = request.emotion
         c = self.components
-        loudness = c.emotion_loudness
         if emotion.mode == "voice":
-            return voice.base_emovec, 0.0
+            return voice.base_emovec, _ProsodyChange()
         if emotion.mode == "audio":
             assert emotion.audio is not None
             emo = self._emotion_clip_vector(emotion.audio)
             vec = c.t2s.merge_emovec(voice.base_emovec, emo, emotion.alpha)
-            change = 0.0 if loudness is None else loudness.of_clip(vec, voice.base_emovec)
-            return vec, change
+            own = voice.base_emovec
+            return vec, _ProsodyChange(
+                0.0 if c.emotion_loudness is None else c.emotion_loudness.of_clip(vec, own),
+                0.0 if c.emotion_range is None else c.emotion_range.of_clip(vec, own),
+            )
         if emotion.mode == "text":
             if c.text_to_emotion is None:
                 raise ValidationError(
@@ -619,10 +645,11 @@ class Synthesizer:
         vec = emotion_vector_from_weights(
             weights, voice.features.style, c.emotion_matrices, voice.base_emovec, emotion.alpha
         )
-        change = 0.0
-        if loudness is not None:
-            change = loudness.of_weights(mix_weights(weights, emotion.alpha))
-        return vec.reshape(1, -1), change
+        mixed = mix_weights(weights, emotion.alpha)
+        return vec.reshape(1, -1), _ProsodyChange(
+            0.0 if c.emotion_loudness is None else c.emotion_loudness.of_weights(mixed),
+            0.0 if c.emotion_range is None else c.emotion_range.of_weights(mixed),
+        )
 
     # ------------------------------------------------------------------ planning
 
@@ -911,7 +938,7 @@ class Synthesizer:
         self,
         plan: _Plan,
         voice: _VoiceState,
-        level_change: float,
+        change: _ProsodyChange,
         codes: list[torch.Tensor],
         latents: list[torch.Tensor],
         timings: dict[str, float],
@@ -954,11 +981,14 @@ class Synthesizer:
         # ---- Vocoder and the sample budget.
         t0 = time.perf_counter()
         wave = c.vocoder(mel.float()).reshape(-1).float().cpu()  # (N_voc,)
+        if change.log_range != 0.0:
+            # The rest of the emotion's pitch range, which three pitch levels do not carry.
+            wave = scale_pitch_range(wave, self.bundle.mel.sample_rate, math.exp(change.log_range))
         if voice.level_db is not None and wave.numel() > self.bundle.mel.n_fft:
             # The line's level, measured as the clip's was, set by the emotion loudness.
             rendered = mel_level_db(mel_spectrogram(wave, self.bundle.mel.config()))
             wave = with_gain(
-                wave, voice.level_db + level_change - rendered, self.bundle.mel.sample_rate
+                wave, voice.level_db + change.level_db - rendered, self.bundle.mel.sample_rate
             )
         timings["vocoder"] = time.perf_counter() - t0
         t0 = time.perf_counter()

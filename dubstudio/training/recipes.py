@@ -981,6 +981,47 @@ def loudness_changes(items: Sequence[Item]) -> list[float | None]:
 
 
 @torch.no_grad()
+def emotion_vectors(
+    t2s: nn.Module, items: Sequence[Item], idx: Sequence[int], batch: int = 64
+) -> torch.Tensor:
+    """(len(idx), D) emotion vectors of the items at ``idx`` (the T2S emotion conditioner on
+    each whole utterance)."""
+    dim = int(t2s.config.model_dim)  # type: ignore[union-attr]
+    out = [torch.zeros(0, dim)]
+    for a in range(0, len(idx), batch):
+        feats = [normalize_frames(items[i].mel.float()[None])[0] for i in idx[a : a + batch]]
+        x, lens = _pad_frames(feats)
+        out.append(t2s._emotion_vector(x, lens).float())  # type: ignore[operator]
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def fit_readout(
+    t2s: nn.Module,
+    items: Sequence[Item],
+    idx: Sequence[int],
+    targets: Sequence[float],
+    *,
+    ridge: float = 0.1,
+    batch: int = 64,
+) -> tuple[torch.Tensor, float]:
+    """Ridge regression from the emotion vectors of the items at ``idx`` to ``targets``:
+    (`(D,)` weights, bias). ``ridge`` is the penalty relative to the vectors' mean variance;
+    with fewer than two items the read-out is zero."""
+    dim = int(t2s.config.model_dim)  # type: ignore[union-attr]
+    if len(idx) < 2:
+        return torch.zeros(dim), 0.0
+    x = emotion_vectors(t2s, items, idx, batch).double()
+    y = torch.tensor(list(targets), dtype=torch.float64)
+    mean_x, mean_y = x.mean(0), y.mean()
+    xc = x - mean_x
+    gram = xc.T @ xc
+    penalty = ridge * float(gram.diagonal().mean())
+    w = torch.linalg.solve(gram + penalty * torch.eye(dim, dtype=gram.dtype), xc.T @ (y - mean_y))
+    return w.float(), float(mean_y - mean_x @ w)
+
+
+@torch.no_grad()
 def fit_emotion_loudness(
     t2s: nn.Module, items: Sequence[Item], *, ridge: float = 0.1, seed: int = 0, batch: int = 64
 ) -> LoudnessFit:
@@ -1004,35 +1045,19 @@ def fit_emotion_loudness(
     styles = {items[i].utt.style for i in emotional}
     chosen = emotional + rng.sample(calm, min(len(calm), len(emotional) // max(1, len(styles))))
     held = [i for i, it in enumerate(items) if it.utt.split == "test" and changes[i] is not None]
-    dim = int(t2s.config.model_dim)  # type: ignore[union-attr]
     style_db = torch.zeros(len(EMOTION_NAMES))
     for k, style in enumerate(EMOTION_NAMES):
         own = [float(changes[i]) for i in train if items[i].utt.style == style]  # type: ignore[arg-type]
         style_db[k] = sum(own) / len(own) if own else 0.0
-
-    def vectors(idx: list[int]) -> torch.Tensor:
-        out = [torch.zeros(0, dim)]
-        for a in range(0, len(idx), batch):
-            feats = [normalize_frames(items[i].mel.float()[None])[0] for i in idx[a : a + batch]]
-            x, lens = _pad_frames(feats)
-            out.append(t2s._emotion_vector(x, lens).float())  # type: ignore[operator]
-        return torch.cat(out)
-
-    weight, bias = torch.zeros(dim), 0.0
     if len(emotional) >= 2:
-        x = vectors(chosen).double()
-        y = torch.tensor([changes[i] for i in chosen], dtype=torch.float64)
-        mean_x, mean_y = x.mean(0), y.mean()
-        xc = x - mean_x
-        gram = xc.T @ xc
-        penalty = ridge * float(gram.diagonal().mean())
-        eye = torch.eye(dim, dtype=gram.dtype)
-        w = torch.linalg.solve(gram + penalty * eye, xc.T @ (y - mean_y))
-        weight, bias = w.float(), float(mean_y - mean_x @ w)
+        targets = [float(changes[i]) for i in chosen]  # type: ignore[arg-type]
+        weight, bias = fit_readout(t2s, items, chosen, targets, ridge=ridge, batch=batch)
+    else:
+        weight, bias = torch.zeros(int(t2s.config.model_dim)), 0.0  # type: ignore[union-attr]
     held_out: dict[str, tuple[int, float, float]] = {}
     errors: list[float] = []
     if held:
-        predicted = (vectors(held) @ weight + bias).tolist()
+        predicted = (emotion_vectors(t2s, items, held, batch) @ weight + bias).tolist()
         by_style: dict[str, list[tuple[float, float]]] = {}
         for i, p in zip(held, predicted, strict=True):
             measured = float(changes[i])  # type: ignore[arg-type]

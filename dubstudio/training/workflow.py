@@ -7,6 +7,7 @@ Directory layout: ``<data>/corpus/`` (WAVs + metadata.jsonl), ``<data>/features.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -18,7 +19,7 @@ from dubstudio.core.errors import ValidationError
 from dubstudio.core.model import EMOTION_NAMES
 from dubstudio.engine.small import build_modules, small_config, write_small_bundle
 from dubstudio.engine.text.phonemes import PhonemeFrontEnd, default_lexicon_path
-from dubstudio.training import recipes
+from dubstudio.training import emotion_range, recipes
 from dubstudio.training.align import align_corpus
 from dubstudio.training.corpus import CorpusPlan, build_corpus
 from dubstudio.training.features import BINS, Item, extract, load_features
@@ -262,7 +263,66 @@ def export_bundle(
     root = write_small_bundle(
         out, mods, config, name=name, lexicon=default_lexicon_path(), cfm_steps=cfm_steps
     )
+    if config.get("emotion_range"):
+        fit_bundle_range(data, root)
     card = DESCRIPTIONS.parent / "MODEL_CARD.template.md"
     if card.is_file() and not (root / "MODEL_CARD.md").is_file():
         (root / "MODEL_CARD.md").write_text(card.read_text(encoding="utf-8"), encoding="utf-8")
     return root
+
+
+def fit_bundle_range(
+    data: str | Path,
+    bundle: str | Path,
+    *,
+    per_voice: int = 3,
+    per_cell: int = 24,
+    seed: int = 0,
+    on_progress: Progress | None = None,
+) -> emotion_range.RangeFit:
+    """Fit the emotion range of the bundle at ``bundle`` on the corpus in ``data`` and write it
+    into the bundle (`emotion_range`): the corpus side from up to ``per_cell`` training
+    recordings per (voice, style), the model side from ``per_voice`` training sentences per
+    training voice, each rendered in all eight emotions with the range stage off."""
+    from dubstudio.engine.bundles import load_bundle
+    from dubstudio.engine.pipeline import Synthesizer
+
+    data, root = Path(data), Path(bundle)
+    items, _ = load_features(data / "features.pt")
+    corpus = data / "corpus"
+    plan = json.loads((corpus / "plan.json").read_text(encoding="utf-8"))
+    synth = Synthesizer.from_bundle(load_bundle(root))
+    synth.components.emotion_range = None  # the decoder's own range changes
+    recorded = emotion_range.recorded_changes(
+        items,
+        corpus,
+        range_for_every_engine=bool(plan.get("range_for_every_engine")),
+        per_cell=per_cell,
+        seed=seed,
+    )
+    if not any(items[i].utt.style != "calm" for i, _ in recorded):
+        raise ValidationError(
+            f"{corpus} has no emotional training recordings of a voice whose engine carries the "
+            "recipes' range, with calm readings to compare them with; make the whole corpus "
+            "with 'dubstudio train corpus' (not --test-only) and its features."
+        )
+    lines = emotion_range.training_lines(items, corpus, per_voice=per_voice, seed=seed)
+    rendered = emotion_range.rendered_changes(synth, lines, seed=seed, on_progress=on_progress)
+    fit = emotion_range.fit_emotion_range(synth.components.t2s, items, recorded, rendered)
+    emotion_range.write_emotion_range(root, fit)
+    log.info(
+        "emotion range from %d recordings and %d lines: %s",
+        fit.recordings,
+        fit.renders,
+        ", ".join(
+            f"{name} {rec:+.3f} - {ren:+.3f} = {add:+.3f}"
+            for name, rec, ren, add in zip(
+                EMOTION_NAMES,
+                fit.recorded.tolist(),
+                fit.rendered.tolist(),
+                fit.style_log.tolist(),
+                strict=True,
+            )
+        ),
+    )
+    return fit

@@ -222,6 +222,11 @@ def test_exported_bundle_renders_exact_budget(trained: tuple[Path, Path, Path]) 
     bundle = load_bundle(out)
     assert verify_bundle(bundle).ok
     synth = Synthesizer.from_bundle(bundle)
+    # The export fitted the emotion range on the corpus and the model's own renders.
+    assert bundle.config["emotion_range"] is True and (out / "range.safetensors").is_file()
+    assert synth.components.emotion_range is not None
+    per_style = synth.components.emotion_range.per_style
+    assert bool(torch.isfinite(per_style).all()) and float(per_style[-1]) == 0.0  # calm: none
     # The style anchors are the training voices' (the held-out voice is not one of them).
     assert bundle.config["style_anchors"] == ["kal16", "ked", "pico-us"]
     anchors = synth.components.reference_encoder.anchors

@@ -24,6 +24,7 @@ Bundle files: ``t2s.safetensors``, ``s2m.safetensors``, ``reference.safetensors`
 code embedding), ``emotion.safetensors`` (spk_matrix, emo_matrix), ``t2e.safetensors``,
 ``speakers.safetensors`` (the training voices' style anchors, when the config names them),
 ``loudness.safetensors`` (the emotion loudness read-out, with ``emotion_loudness``),
+``range.safetensors`` (the emotion range read-out, with ``emotion_range``),
 ``lexicon.dict``.
 """
 
@@ -323,6 +324,10 @@ def small_config(size: str = "default", pitch_bins: int = 3) -> dict[str, Any]:
         # clip's plus its emotion's change against the voice's own reading, as measured in the
         # corpus at export (loudness.safetensors; `t2s.emotion.EmotionLoudness`).
         "emotion_loudness": True,
+        # Three pitch levels carry an emotion's pitch level better than its range: the rest of
+        # each emotion's range change (the corpus's less the model's own renders') is applied
+        # to the vocoder's output (range.safetensors; `t2s.emotion.EmotionRange`).
+        "emotion_range": True,
         # The first render with a voice fits its style vector to the clip (`stylefit`): this
         # many gradient steps through the decoder, keeping this share of the move (MODEL_CARD.md).
         "style_fit": 0 if tiny else 16,
@@ -684,6 +689,14 @@ def build_modules(config: Mapping[str, Any]) -> dict[str, nn.Module]:
                 "bias": nn.Parameter(torch.zeros(1)),
             }
         )
+    if config.get("emotion_range"):
+        modules["range"] = nn.ParameterDict(
+            {
+                "style_log": nn.Parameter(torch.zeros(len(config["emo_num"]))),
+                "weight": nn.Parameter(torch.zeros(t2s_cfg.model_dim)),
+                "bias": nn.Parameter(torch.zeros(1)),
+            }
+        )
     if config.get("style_anchors"):
         voices = len(config["style_anchors"])
         modules["speakers"] = nn.ParameterDict(
@@ -782,6 +795,21 @@ def create_tiny_small_bundle(root: str | Path, seed: int = 0, *, name: str = "ti
     return root
 
 
+def _emotion_change(
+    modules: Mapping[str, nn.Module], key: str, per_style: str, kind: type[Any]
+) -> Any:
+    """The `t2s.emotion.EmotionChange` of kind ``kind`` held by the ``key`` module (its
+    ``per_style`` tensor, ``weight`` and ``bias``), or None when the bundle has none."""
+    if key not in modules:
+        return None
+    head = modules[key]
+    return kind(
+        head[per_style].detach(),  # type: ignore[index]
+        head["weight"].detach(),  # type: ignore[index]
+        float(head["bias"].detach()),  # type: ignore[index,operator]
+    )
+
+
 def build_components(bundle: Any, device: torch.device | None) -> Any:
     """Every small-kind component of ``bundle``, loaded strictly, as `EngineComponents`.
 
@@ -792,16 +820,19 @@ def build_components(bundle: Any, device: torch.device | None) -> Any:
     from dubstudio.engine.pipeline import EngineComponents
     from dubstudio.engine.stylefit import MelSpeakerEncoder
     from dubstudio.engine.t2s.decoding import DecodeParams
-    from dubstudio.engine.t2s.emotion import EmotionLoudness, EmotionMatrices
+    from dubstudio.engine.t2s.emotion import EmotionLoudness, EmotionMatrices, EmotionRange
 
     device = device or torch.device("cpu")
     config = bundle.config
-    if not isinstance(config.get("emotion_loudness", False), bool):
-        raise ModelLoadError(
-            f"{bundle.root}: config 'emotion_loudness' is {config['emotion_loudness']!r}; it "
-            "must be true (set each line's level from its emotion, with loudness.safetensors) "
-            "or false."
-        )
+    for key, effect in (
+        ("emotion_loudness", "set each line's level from its emotion, with loudness.safetensors"),
+        ("emotion_range", "move each emotional line's pitch range, with range.safetensors"),
+    ):
+        if not isinstance(config.get(key, False), bool):
+            raise ModelLoadError(
+                f"{bundle.root}: config {key!r} is {config[key]!r}; it must be true ({effect}) "
+                "or false."
+            )
     modules = build_modules(config)
     for key, module in modules.items():
         state = read_state_dict(bundle.path(f"{key}.safetensors"))
@@ -867,14 +898,8 @@ def build_components(bundle: Any, device: torch.device | None) -> Any:
             f"{bundle.root}: config 'timbre_match_scope' is {scope!r}; it must be 'line' (each "
             "render matched to the reference) or 'voice' (one gain per voice)."
         )
-    loudness = None
-    if "loudness" in modules:
-        head = modules["loudness"]
-        loudness = EmotionLoudness(
-            head["style_db"].detach(),  # type: ignore[index]
-            head["weight"].detach(),  # type: ignore[index]
-            float(head["bias"].detach()),  # type: ignore[index,operator]
-        )
+    loudness = _emotion_change(modules, "loudness", "style_db", EmotionLoudness)
+    pitch_range = _emotion_change(modules, "range", "style_log", EmotionRange)
     candidates = int(config.get("t2s_candidates", 1))
     if candidates < 1:
         raise ModelLoadError(
@@ -915,6 +940,7 @@ def build_components(bundle: Any, device: torch.device | None) -> Any:
         speaker_encoder=style,
         mel_speaker_encoder=MelSpeakerEncoder(style, mel_config()) if fit_steps > 0 else None,
         emotion_loudness=loudness,
+        emotion_range=pitch_range,
         t2s_candidates=candidates,
         emotion_guidance=guidance,
         code_ranker=phone_mismatch,

@@ -2,8 +2,8 @@
 
 Public API: `T2SConfig`, `UnifiedVoice` (`speaker_latents`, `emotion_vector`, `merge_emovec`,
 `generate`, `decode`, `latents`, `forward_train`, `from_checkpoint`), `DecodeParams`,
-`DecodeResult`, `EmotionMatrices`, `EmotionLoudness`, `emotion_vector_from_weights`,
-`webui_adjust`, `fit_target`.
+`DecodeResult`, `EmotionMatrices`, `EmotionChange`, `EmotionLoudness`, `EmotionRange`,
+`emotion_vector_from_weights`, `webui_adjust`, `fit_target`.
 """
 
 from __future__ import annotations
@@ -12,8 +12,10 @@ from dubstudio.engine.t2s.config import ConformerConfig, T2SConfig
 from dubstudio.engine.t2s.decoding import DecodeParams, DecodeResult
 from dubstudio.engine.t2s.emotion import (
     OFFICIAL_EMO_NUM,
+    EmotionChange,
     EmotionLoudness,
     EmotionMatrices,
+    EmotionRange,
     emotion_vector_from_weights,
     webui_adjust,
 )
@@ -24,8 +26,10 @@ __all__ = [
     "ConformerConfig",
     "DecodeParams",
     "DecodeResult",
+    "EmotionChange",
     "EmotionLoudness",
     "EmotionMatrices",
+    "EmotionRange",
     "T2SConfig",
     "TrainOutput",
     "UnifiedVoice",

@@ -129,53 +129,72 @@ def emotion_vector_from_weights(
 
 
 @dataclass(frozen=True)
-class EmotionLoudness:
-    """How much louder or quieter than the voice's own reading an emotion is spoken, in dB.
+class EmotionChange:
+    """How far one prosody measure of a line moves from the voice's own reading per emotion.
 
-    The small model's semantic codes name a phone and a pitch level but no loudness, so its
-    decoder guesses a line's level from the pitch it is given (a high, quiet style comes out
-    loud). Both parts are fitted on the training corpus, each utterance's level against the
-    same voice reading the same sentence calmly:
+    Both parts are fitted on the training corpus, each utterance against the same voice
+    reading the same sentence calmly:
 
-    * ``style_db``: each emotion's mean change, mixed by the eight slider weights exactly as
-      the emotion vector mixes the emotion-matrix rows (the voice's own share changes nothing);
+    * ``per_style``: each emotion's change, mixed by the eight slider weights exactly as the
+      emotion vector mixes the emotion-matrix rows (the voice's own share changes nothing);
     * ``weight``, ``bias``: a linear read-out of an emotion vector, for an emotion clip, whose
       change is the read-out of the merged vector less that of the voice's own (`of_clip`).
 
     Attributes:
-        style_db: `(K,)` change per emotion class, `EMOTION_NAMES` order.
+        per_style: `(K,)` change per emotion class, `EMOTION_NAMES` order.
         weight: `(D,)` read-out weights.
-        bias: dB added by the read-out.
+        bias: Change added by the read-out.
     """
 
-    style_db: torch.Tensor
+    per_style: torch.Tensor
     weight: torch.Tensor
     bias: float
 
     def of_weights(self, weights: Sequence[float]) -> float:
-        """Change of a slider mix: ``sum_k w_k * style_db_k`` (the weights as mixed, see
+        """Change of a slider mix: ``sum_k w_k * per_style_k`` (the weights as mixed, see
         `mix_weights`)."""
-        if len(weights) != self.style_db.numel():
+        if len(weights) != self.per_style.numel():
             raise ValidationError(
-                f"An emotion vector has {self.style_db.numel()} values, got {len(weights)}."
+                f"An emotion vector has {self.per_style.numel()} values, got {len(weights)}."
             )
         return float(
-            sum(w * float(d) for w, d in zip(weights, self.style_db.tolist(), strict=True))
+            sum(w * float(d) for w, d in zip(weights, self.per_style.tolist(), strict=True))
         )
 
     def of_clip(self, merged: torch.Tensor, own: torch.Tensor) -> float:
         """Change of an emotion clip's merged vector against the voice's own vector: the
-        read-outs' difference, kept within the styles' range (``style_db``'s least and
+        read-outs' difference, kept within the styles' range (``per_style``'s least and
         greatest), which is as far as the fit has seen."""
         change = self.read(merged) - self.read(own)
-        return min(max(change, float(self.style_db.min())), float(self.style_db.max()))
+        return min(max(change, float(self.per_style.min())), float(self.per_style.max()))
 
     def read(self, emovec: torch.Tensor) -> float:
-        """Linear read-out of a `(D,)` or `(1, D)` emotion vector, dB."""
+        """Linear read-out of a `(D,)` or `(1, D)` emotion vector."""
         vec = emovec.reshape(-1).float()
         if vec.shape != self.weight.shape:
             raise ValidationError(
-                f"Emotion vector of width {vec.numel()} for a loudness read-out of width "
+                f"Emotion vector of width {vec.numel()} for a read-out of width "
                 f"{self.weight.numel()}."
             )
         return float(vec @ self.weight.to(vec)) + self.bias
+
+
+class EmotionLoudness(EmotionChange):
+    """An emotion's level change in dB (`audio.mel_level_db`).
+
+    The small model's semantic codes name a phone and a pitch level but no loudness, so its
+    decoder guesses a line's level from the pitch it is given (a high, quiet style comes out
+    loud); the pipeline sets each line's level from this instead.
+    """
+
+
+class EmotionRange(EmotionChange):
+    """How much further an emotion's pitch range has to be moved than the decoder moves it, as
+    a log ratio of log-F0 spreads: ``exp(change)`` is the `intonation.scale_pitch_range`
+    factor.
+
+    Three pitch levels per phone carry where a line's pitch sits better than how far it
+    moves, so the decoder renders only part of each emotion's range change. ``per_style`` is
+    what the corpus recordings change less what the model's own renders change (both against
+    the same voice's calm reading); the read-out maps an emotion vector to that remainder.
+    """

@@ -236,7 +236,7 @@ def test_emotion_loudness_sets_each_lines_level_from_the_voice_and_its_emotion(
     root = create_tiny_small_bundle(tmp_path / "b", seed=1)
     synth = Synthesizer.from_bundle(load_bundle(root))
     loaded = synth.components.emotion_loudness
-    assert isinstance(loaded, EmotionLoudness) and loaded.style_db.shape == (8,)
+    assert isinstance(loaded, EmotionLoudness) and loaded.per_style.shape == (8,)
     # Distinct changes per style (the tiny bundle's are random and small).
     gen = torch.Generator().manual_seed(0)
     style_db = torch.tensor([3.5, 6.0, -6.5, -2.5, 0.5, -4.5, 4.0, 0.0])
@@ -309,6 +309,74 @@ def test_emotion_loudness_sets_each_lines_level_from_the_voice_and_its_emotion(
     plain = Synthesizer.from_bundle(load_bundle(root))
     assert plain.components.emotion_loudness is None
     assert plain._voice(voice).level_db is None
+
+
+def test_emotion_range_rescales_the_pitch_of_emotional_lines_only(tmp_path: Path) -> None:
+    """With an emotion range, an emotional line's vocoder output has its log-F0 contour scaled
+    around its median by ``exp(change)`` (the slider mix or the clip read-out, as the emotion
+    loudness mixes its changes); a line in the voice's own emotion is left as it came."""
+    from dubstudio.engine.api import EmotionRequest, SynthesisRequest, VoiceRef
+    from dubstudio.engine.bundles import load_bundle
+    from dubstudio.engine.intonation import scale_pitch_range
+    from dubstudio.engine.pipeline import Synthesizer
+    from dubstudio.engine.small import create_tiny_small_bundle, small_config
+    from dubstudio.engine.t2s.emotion import EmotionRange, mix_weights
+
+    assert small_config("tiny")["emotion_range"] is True
+    t = np.arange(22050) / 22050
+    sf.write(tmp_path / "v.wav", (0.3 * np.sin(2 * np.pi * 140 * t)).astype(np.float32), 22050)
+    sf.write(tmp_path / "e.wav", (0.1 * np.sin(2 * np.pi * 260 * t)).astype(np.float32), 22050)
+    voice, clip = VoiceRef(str(tmp_path / "v.wav")), VoiceRef(str(tmp_path / "e.wav"))
+    synth = Synthesizer.from_bundle(load_bundle(create_tiny_small_bundle(tmp_path / "b", seed=1)))
+    loaded = synth.components.emotion_range
+    assert isinstance(loaded, EmotionRange) and loaded.per_style.shape == (8,)
+    gen = torch.Generator().manual_seed(0)
+    per_style = torch.tensor([0.4, 0.3, -0.5, 0.2, 0.25, -0.3, 0.45, 0.0])
+    pitch_range = EmotionRange(per_style, torch.randn(loaded.weight.shape, generator=gen), 0.1)
+    synth.components.emotion_range = pitch_range
+    synth.components.emotion_loudness = None  # the vocoder's output as it comes, level too
+    synth.components.emotion_guidance = 0.0
+    # The tiny random vocoder makes no voiced sound: it hands on a gliding harmonic tone of
+    # its output's length instead, so there is a pitch contour to move.
+    vocoder = synth.components.vocoder
+    made: list[torch.Tensor] = []
+
+    def voiced(mel: torch.Tensor) -> torch.Tensor:
+        n = vocoder(mel).numel()
+        k = torch.arange(n) / 22050
+        f0 = 150 + 30 * torch.sin(2 * np.pi * 2.0 * k)
+        phase = 2 * np.pi * torch.cumsum(f0, 0) / 22050
+        made.append(sum(torch.sin(h * phase) / h for h in range(1, 12)) * 0.1)
+        return made[-1]
+
+    synth.components.vocoder = voiced
+
+    def render(emotion: EmotionRequest) -> torch.Tensor:
+        request = SynthesisRequest(
+            text="hello world world", voice=voice, emotion=emotion, seed=4, sample_rate=22050
+        )
+        return torch.from_numpy(synth.synthesize(request).audio)
+
+    assert torch.equal(render(EmotionRequest()), made[-1])  # the voice's own emotion
+    for k in (0, 2, 7):
+        slider = EmotionRequest(mode="vector", vector=tuple(float(i == k) for i in range(8)))
+        out = render(slider)
+        factor = float(per_style[k].exp())
+        assert torch.allclose(out, scale_pitch_range(made[-1], 22050, factor), atol=1e-6)
+        if k == 7:  # calm: no change asked
+            assert torch.equal(out, made[-1])
+    mix = (0.5, 0.0, 0.25, 0.0, 0.0, 0.0, 0.0, 0.0)
+    change = pitch_range.of_weights(mix_weights(mix, 0.8))
+    assert change == pytest.approx(0.8 * (0.5 * 0.4 - 0.25 * 0.5))
+    out = render(EmotionRequest(mode="vector", vector=mix, alpha=0.8))
+    assert torch.allclose(out, scale_pitch_range(made[-1], 22050, np.exp(change)), atol=1e-6)
+    # An emotion clip: the read-outs' difference, within the styles' range.
+    emotion = EmotionRequest(mode="audio", audio=clip, alpha=0.7)
+    state = synth._voice(voice)
+    merged = synth._emovec(SynthesisRequest(text="x", voice=voice, emotion=emotion), state)
+    change = min(max(pitch_range.read(merged) - pitch_range.read(state.base_emovec), -0.5), 0.45)
+    out = render(emotion)
+    assert torch.allclose(out, scale_pitch_range(made[-1], 22050, np.exp(change)), atol=1e-6)
 
 
 def test_repel_style_moves_away_from_the_nearest_anchor_only() -> None:

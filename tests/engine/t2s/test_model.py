@@ -272,7 +272,7 @@ def test_in_memory_state_is_copied_not_shared(model) -> None:
 
 def test_emotion_loudness_mixes_style_changes_and_bounds_clip_reads() -> None:
     loudness = EmotionLoudness(
-        style_db=torch.tensor([2.0, -4.0, 0, 0, 0, 0, 0, 0]),
+        per_style=torch.tensor([2.0, -4.0, 0, 0, 0, 0, 0, 0]),
         weight=torch.tensor([1.0, 0.0, -0.5]),
         bias=0.5,
     )
