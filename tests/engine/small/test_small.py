@@ -521,7 +521,8 @@ def test_a_fresh_export_has_the_shipped_bundles_inference_settings() -> None:
     fresh = small_config("default")
     settings = ("style_fit", "style_fit_keep", "timbre_match", "timbre_match_envelope",
                 "timbre_match_scope", "style_repel", "cfg_rate", "cfm_sway", "decode",
-                "pitch_bins", "cpu_vocoder", "t2s_candidates", "emotion_guidance")  # fmt: skip
+                "pitch_bins", "cpu_vocoder", "t2s_candidates", "emotion_guidance",
+                "emotion_loudness", "emotion_range")  # fmt: skip
     assert {k: fresh[k] for k in settings} == {k: shipped[k] for k in settings}
 
 
