@@ -196,19 +196,14 @@ def _run_stages(
             print(f"bundle written to {path}")
         elif stage == "range":
             path = _range_target(args, init)
-            from dubstudio.core.model import EMOTION_NAMES
-
             fit = workflow.fit_bundle_range(args.data, path, seed=args.seed, on_progress=_progress)
             print(
                 f"\nemotion range of {path}, from {fit.recordings} recordings and "
                 f"{fit.renders} lines x 8 renders (log ratio of log-F0 spreads against calm; "
                 "corpus - model = added):"
             )
-            for name, rec, ren, add in zip(
-                EMOTION_NAMES, fit.recorded.tolist(), fit.rendered.tolist(),
-                fit.style_log.tolist(), strict=True,
-            ):  # fmt: skip
-                print(f"  {name:12s} {rec:+.3f} - {ren:+.3f} = {add:+.3f}")
+            for line in fit.lines():
+                print(f"  {line}")
         else:
             result = workflow.run_stage(
                 stage,

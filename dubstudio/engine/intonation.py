@@ -149,6 +149,7 @@ def _overlap_add(
     padded = np.pad(x, (pad, pad))
     out = np.zeros(n + 2 * pad)
     weight = np.zeros(n + 2 * pad)
+    windows: dict[int, np.ndarray] = {}
     pos = int(marks[0])
     while pos < n:
         i = int(np.clip(np.searchsorted(marks, pos), 0, len(marks) - 1))
@@ -156,7 +157,9 @@ def _overlap_add(
             i -= 1
         k = min(len(voiced) - 1, pos // hop)
         span = int(periods[i])
-        window = np.hanning(2 * span + 1)
+        window = windows.get(span)
+        if window is None:
+            window = windows[span] = np.hanning(2 * span + 1)
         src = int(marks[i]) + pad
         dst = pos + pad
         out[dst - span : dst + span + 1] += padded[src - span : src + span + 1] * window
@@ -164,8 +167,8 @@ def _overlap_add(
         if voiced[k]:
             pos += max(1, round(span / float(ratio[k])))
         else:
-            later = marks[marks > pos]
-            pos = int(later[0]) if len(later) else n
+            j = int(np.searchsorted(marks, pos, side="right"))  # the next analysis mark
+            pos = int(marks[j]) if j < len(marks) else n
     body = slice(pad, pad + n)
     covered = weight[body] > 1e-3
     return np.where(covered, out[body] / np.maximum(weight[body], 1e-3), x)

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from dubstudio.core.errors import ValidationError
-from dubstudio.core.fsutil import atomic_write_text
+from dubstudio.core.fsutil import atomic_write_bytes, atomic_write_text
 from dubstudio.core.model import EMOTION_NAMES
 from dubstudio.engine.analysis import pitch_track
 from dubstudio.engine.audio import resample
@@ -180,6 +180,19 @@ class RangeFit:
     recordings: int
     renders: int
 
+    def lines(self) -> list[str]:
+        """One line per style: ``name  corpus - model = added``."""
+        return [
+            f"{name:12s} {rec:+.3f} - {ren:+.3f} = {add:+.3f}"
+            for name, rec, ren, add in zip(
+                EMOTION_NAMES,
+                self.recorded.tolist(),
+                self.rendered.tolist(),
+                self.style_log.tolist(),
+                strict=True,
+            )
+        ]
+
 
 def fit_emotion_range(
     t2s: Any,
@@ -251,20 +264,18 @@ def training_lines(
 def write_emotion_range(root: Path, fit: RangeFit) -> None:
     """Put ``fit`` into the bundle at ``root``: ``range.safetensors``, ``emotion_range`` on in
     its config, and its manifest's file hashes brought up to date (written atomically)."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     from dubstudio.engine.bundles import MANIFEST_NAME, sha256_file
 
     manifest_path = root / MANIFEST_NAME
     manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    save_file(
-        {
-            "style_log": fit.style_log.float().contiguous(),
-            "weight": fit.weight.float().contiguous(),
-            "bias": torch.tensor([fit.bias], dtype=torch.float32),
-        },
-        str(root / "range.safetensors"),
-    )
+    weights = {
+        "style_log": fit.style_log.float().contiguous(),
+        "weight": fit.weight.float().contiguous(),
+        "bias": torch.tensor([fit.bias], dtype=torch.float32),
+    }
+    atomic_write_bytes(root / "range.safetensors", save(weights))
     manifest["config"]["emotion_range"] = True
     manifest["files"]["range.safetensors"] = sha256_file(root / "range.safetensors")
     atomic_write_text(manifest_path, json.dumps(manifest, indent=2, sort_keys=True) + "\n")

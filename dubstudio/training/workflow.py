@@ -314,15 +314,6 @@ def fit_bundle_range(
         "emotion range from %d recordings and %d lines: %s",
         fit.recordings,
         fit.renders,
-        ", ".join(
-            f"{name} {rec:+.3f} - {ren:+.3f} = {add:+.3f}"
-            for name, rec, ren, add in zip(
-                EMOTION_NAMES,
-                fit.recorded.tolist(),
-                fit.rendered.tolist(),
-                fit.style_log.tolist(),
-                strict=True,
-            )
-        ),
+        "; ".join(fit.lines()),
     )
     return fit
